@@ -1,0 +1,42 @@
+# The two commands that matter: `make run` (set up, build the default model if missing, serve it) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODELS_DIR ?= models
+DEFAULT_MODEL ?= efficientnet-lite0
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format default-model bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+default-model: $(STAMP)
+	@if [ -z "$$(ls -d $(MODELS_DIR)/$(DEFAULT_MODEL)/[0-9]* 2>/dev/null)" ]; then \
+		$(PY) -m training export-pretrained efficientnet_lite0 --models-dir $(MODELS_DIR) --name $(DEFAULT_MODEL); \
+	fi
+
+run: default-model
+	IMGCLF_MODELS_DIR=$(MODELS_DIR) IMGCLF_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m app --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy modelspec app training
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

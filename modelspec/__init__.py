@@ -1,0 +1,40 @@
+"""The contract between training and serving: the model spec, bundle I/O and evaluation preprocessing.
+
+Importing ``modelspec`` never imports torch; ``modelspec.network`` (the PyTorch side) does.
+"""
+
+from modelspec.bundle import (
+    ONNX_FILE,
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    Bundle,
+    BundleError,
+    list_models,
+    list_versions,
+    read_bundle,
+    read_spec,
+    write_bundle,
+)
+from modelspec.preprocess import preprocess, resize_and_crop, to_rgb
+from modelspec.spec import Architecture, ModelSpec, Preprocessing, Provenance, check_model_name
+
+__all__ = [
+    "ONNX_FILE",
+    "SPEC_FILE",
+    "WEIGHTS_FILE",
+    "Architecture",
+    "Bundle",
+    "BundleError",
+    "ModelSpec",
+    "Preprocessing",
+    "Provenance",
+    "check_model_name",
+    "list_models",
+    "list_versions",
+    "preprocess",
+    "read_bundle",
+    "read_spec",
+    "resize_and_crop",
+    "to_rgb",
+    "write_bundle",
+]

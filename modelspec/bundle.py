@@ -1,0 +1,194 @@
+"""Bundle I/O: ``<models_dir>/<name>/<version>/`` holding ``model.json``, ``model.safetensors`` and ``model.onnx``.
+
+A bundle is written into a temporary folder beside its final place and renamed into place, so a reader never sees
+half of one, and a version that exists is never overwritten. Reading verifies the sha256 of every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from modelspec.spec import ModelSpec, check_model_name
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+ONNX_FILE = "model.onnx"
+TMP_PREFIX = ".tmp-"
+
+FileWriter = Callable[[Path], None]
+"""Writes one file of the bundle at the path it is given."""
+
+
+class BundleError(Exception):
+    """A bundle is missing, malformed or does not match its hashes. The message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on disk."""
+
+    path: Path
+    spec: ModelSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> int:
+        assert self.spec.version is not None  # read_bundle guarantees it
+        return self.spec.version
+
+    def file(self, name: str) -> Path:
+        """Path of one of the bundle's files; ``BundleError`` if the bundle does not have it."""
+        if name not in self.spec.files:
+            raise BundleError(f"bundle {self.path} has no {name}; re-export it with the training package")
+        return self.path / name
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_versions(models_dir: Path, name: str) -> list[int]:
+    """The versions of ``name`` present under ``models_dir``, ascending (folders named by an integer >= 1)."""
+    folder = models_dir / name
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) >= 1)
+
+
+def list_models(models_dir: Path) -> dict[str, list[int]]:
+    """Every model name under ``models_dir`` with its versions; hidden and temporary folders are skipped."""
+    if not models_dir.is_dir():
+        return {}
+    found = {}
+    for folder in sorted(models_dir.iterdir()):
+        if folder.is_dir() and not folder.name.startswith("."):
+            versions = list_versions(models_dir, folder.name)
+            if versions:
+                found[folder.name] = versions
+    return found
+
+
+def write_bundle(
+    models_dir: Path,
+    spec: ModelSpec,
+    writers: Mapping[str, FileWriter],
+    *,
+    version: int | None = None,
+) -> Bundle:
+    """Write a new version of ``spec.name`` and return it.
+
+    Each writer creates one file in a temporary folder; hashes are computed, ``model.json`` is written last, and
+    the folder is renamed to ``<models_dir>/<name>/<version>``. ``version`` defaults to one above the highest
+    present. An existing version is never replaced: asking for one raises ``BundleError``.
+    """
+    check_model_name(spec.name)
+    if SPEC_FILE in writers:
+        raise ValueError(f"{SPEC_FILE} is written from the spec; do not pass a writer for it")
+    model_dir = models_dir / spec.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{spec.name}-", dir=models_dir))
+    try:
+        for file_name, write in writers.items():
+            write(tmp / file_name)
+            if not (tmp / file_name).is_file():
+                raise BundleError(f"the writer for {file_name} did not create it")
+            os.chmod(tmp / file_name, 0o644)  # readable by a serving process running as another user
+        files = {file_name: sha256_file(tmp / file_name) for file_name in sorted(writers)}
+        chosen = version if version is not None else max(list_versions(models_dir, spec.name), default=0) + 1
+        final_spec = spec.model_copy(update={"version": chosen, "files": files})
+        _write_json_atomically(tmp / SPEC_FILE, final_spec.model_dump(mode="json"))
+        os.chmod(tmp / SPEC_FILE, 0o644)
+        os.chmod(tmp, 0o755)
+        final = model_dir / str(chosen)
+        if final.exists():
+            raise BundleError(f"{final} already exists; bundles are never overwritten, choose another version")
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(model_dir)
+    logger.info("wrote bundle %s version %d at %s", spec.name, chosen, final)
+    return Bundle(path=final, spec=final_spec)
+
+
+def read_spec(bundle_dir: Path) -> ModelSpec:
+    """Parse ``model.json`` without checking the other files (for listings); ``BundleError`` if it is unusable."""
+    spec_path = bundle_dir / SPEC_FILE
+    try:
+        raw = json.loads(spec_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{spec_path} is missing: not a model bundle (or one still being copied)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{spec_path} is not valid JSON ({exc}); re-export the bundle") from exc
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleError(f"{spec_path} does not describe a model: {exc}") from exc
+
+
+def read_bundle(bundle_dir: Path, *, verify: bool = True) -> Bundle:
+    """Read and verify a bundle: the spec parses, its folder matches its name/version, every hash matches."""
+    spec = read_spec(bundle_dir)
+    if spec.version is None or bundle_dir.name != str(spec.version) or bundle_dir.parent.name != spec.name:
+        raise BundleError(
+            f"{bundle_dir / SPEC_FILE} says {spec.name} version {spec.version} but lies in "
+            f"{bundle_dir.parent.name}/{bundle_dir.name}; bundles must stay at <models>/<name>/<version>"
+        )
+    if not spec.files:
+        raise BundleError(f"{bundle_dir / SPEC_FILE} lists no files; re-export the bundle")
+    if verify:
+        for file_name, expected in spec.files.items():
+            path = bundle_dir / file_name
+            if os.sep in file_name or file_name.startswith("."):
+                raise BundleError(f"{bundle_dir / SPEC_FILE} names an unsafe file {file_name!r}")
+            if not path.is_file():
+                raise BundleError(f"{path} is missing (listed in {SPEC_FILE}); the bundle is incomplete")
+            actual = sha256_file(path)
+            if actual != expected:
+                raise BundleError(
+                    f"{path} does not match its sha256 in {SPEC_FILE} (expected {expected[:12]}..., "
+                    f"found {actual[:12]}...): the file is corrupt or was changed; re-export or re-copy the bundle"
+                )
+    return Bundle(path=bundle_dir, spec=spec)
+
+
+def _write_json_atomically(path: Path, data: object) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

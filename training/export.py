@@ -1,0 +1,132 @@
+"""Export a trained network as a bundle: safetensors weights, an ONNX graph checked against torch, ``model.json``.
+
+The ONNX graph has one input (``images``, NCHW float32, dynamic batch) and two outputs (``logits`` and
+``embedding``). Its outputs are compared with the torch network's on a sample batch before the bundle is renamed
+into the models folder, so a bundle that reaches the service always agrees with the network it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import platform
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from modelspec.bundle import ONNX_FILE, WEIGHTS_FILE, Bundle, write_bundle
+from modelspec.network import ClassifierNet
+from modelspec.spec import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+ONNX_INPUT = "images"
+ONNX_OUTPUTS = ("logits", "embedding")
+ONNX_OPSET = 18
+
+
+class ExportMismatchError(RuntimeError):
+    """The ONNX graph does not reproduce the torch network's outputs."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a bundle's numbers, for its provenance."""
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "torchvision", "timm", "onnx", "onnxruntime", "numpy", "pillow"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    return versions
+
+
+def save_weights(network: torch.nn.Module, path: Path) -> None:
+    """Write the state dict as safetensors (contiguous CPU copies; no pickle anywhere)."""
+    state = {key: value.detach().to("cpu").contiguous().clone() for key, value in network.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt"})
+
+
+def export_onnx(network: ClassifierNet, sample: torch.Tensor, path: Path) -> None:
+    """Export with the torch.export-based exporter: dynamic batch size, two named outputs, weights inline."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter reports progress on stdout and warns about things we do not use; keep library output quiet.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            network,
+            (sample,),
+            str(path),
+            input_names=[ONNX_INPUT],
+            output_names=list(ONNX_OUTPUTS),
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes={"images": {0: batch}},
+            verbose=False,
+        )
+
+
+def check_onnx(network: ClassifierNet, onnx_path: Path, sample: torch.Tensor, *, atol: float = 1e-4) -> float:
+    """Run ``sample`` through torch and ONNX Runtime; raise ``ExportMismatchError`` if they differ.
+
+    The tolerance is relative to the size of the outputs (logits of a few units, embeddings of any scale), and two
+    batch sizes are checked so a batch dimension baked in as a constant cannot slip through.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch in (sample[:1], sample):
+        with torch.no_grad():
+            expected = [t.numpy() for t in network(batch)]
+        actual = session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: batch.numpy()})
+        for name, want, got in zip(ONNX_OUTPUTS, expected, actual, strict=True):
+            if want.shape != got.shape:
+                raise ExportMismatchError(f"ONNX {name} has shape {got.shape}, torch gives {want.shape}")
+            scale = max(1.0, float(np.abs(want).max()))
+            error = float(np.abs(want - got).max()) / scale
+            worst = max(worst, error)
+            if error > atol:
+                raise ExportMismatchError(
+                    f"ONNX {name} differs from torch by {error:.2e} (relative; tolerance {atol:.0e}); "
+                    "the exporter does not support some layer of this network"
+                )
+    return worst
+
+
+def export_bundle(
+    network: ClassifierNet,
+    spec: ModelSpec,
+    models_dir: Path,
+    *,
+    sample: torch.Tensor | None = None,
+    version: int | None = None,
+) -> Bundle:
+    """Write ``network`` and ``spec`` as a new bundle version under ``models_dir`` and return it.
+
+    ``sample`` is a batch of preprocessed images (two or more) used to trace and check the export; random inputs
+    of the spec's crop size are used when it is not given.
+    """
+    network = network.to("cpu").eval()
+    if sample is None:
+        crop = spec.preprocessing.crop_size
+        sample = torch.randn(2, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    if sample.shape[0] < 2:
+        sample = torch.cat([sample, sample.flip(-1)])
+    provenance = spec.provenance.model_copy(update={"library_versions": library_versions()})
+    spec = spec.model_copy(update={"provenance": provenance})
+
+    def write_onnx(path: Path) -> None:
+        export_onnx(network, sample, path)
+        error = check_onnx(network, path, sample)
+        logger.info("ONNX export matches torch (max relative difference %.1e)", error)
+
+    return write_bundle(
+        models_dir,
+        spec,
+        {WEIGHTS_FILE: lambda path: save_weights(network, path), ONNX_FILE: write_onnx},
+        version=version,
+    )
