@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     models_dir: Path = Field(default=Path("models"), description="Folder of bundles: <name>/<version>/.")
     default_model: str | None = Field(
         default="efficientnet-lite0",
-        description="Model served by /v1/predict and /v1/features; if absent, the only or first model by name.",
+        description=(
+            "Model served by /v1/predict and /v1/features. Empty: the only model, else efficientnet-lite0, "
+            "else the first by name."
+        ),
     )
     versions_loaded: int = Field(default=2, ge=1, description="Newest versions of each model kept loaded.")
     watch_interval: float = Field(
