@@ -16,13 +16,13 @@ def test_every_setting_is_documented_in_the_readme() -> None:
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMGCLF_MODELS_DIR", "/srv/models")
     monkeypatch.setenv("IMGCLF_MAX_BATCH_SIZE", "4")
-    monkeypatch.setenv("IMGCLF_API_KEY", "k")
+    monkeypatch.setenv("IMGCLF_API_KEY", "s3cret-key")
     monkeypatch.setenv("IMGCLF_BATCHING", "false")
     settings = Settings()
     assert settings.models_dir == Path("/srv/models")
     assert settings.max_batch_size == 4 and settings.batching is False
-    assert settings.api_key is not None and settings.api_key.get_secret_value() == "k"
-    assert "k" not in repr(settings)  # the key never shows up in logs
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "s3cret-key"
+    assert "s3cret-key" not in repr(settings)  # the key never shows up in logs
 
 
 def test_threads_are_split_between_workers(monkeypatch: pytest.MonkeyPatch) -> None:
