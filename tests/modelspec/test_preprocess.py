@@ -20,8 +20,12 @@ def test_matches_torchvision_eval_transform(
     image = photo("chelsea").resize(size)
     reference = transforms.Compose(
         [
-            transforms.Resize(prep.resize_size, interpolation=getattr(transforms.InterpolationMode, "BICUBIC")
-                              if prep.interpolation == "bicubic" else transforms.InterpolationMode.BILINEAR),
+            transforms.Resize(
+                prep.resize_size,
+                interpolation=transforms.InterpolationMode.BICUBIC
+                if prep.interpolation == "bicubic"
+                else transforms.InterpolationMode.BILINEAR,
+            ),
             transforms.CenterCrop(prep.crop_size),
             transforms.ToTensor(),
             transforms.Normalize(prep.mean, prep.std),

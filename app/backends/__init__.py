@@ -1,0 +1,55 @@
+"""Inference backends and the choice between them."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from app.backends.base import Backend, Batch, Outputs
+from app.config import Settings
+from modelspec import ONNX_FILE, WEIGHTS_FILE, Bundle
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Backend", "Batch", "BackendUnavailableError", "Outputs", "choose_backend", "create_backend"]
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run this bundle here; the message says what to install or change."""
+
+
+def _cuda_available() -> bool:
+    # Importing torch costs a second or more; skip it on machines with no NVIDIA driver at all.
+    if not Path("/proc/driver/nvidia/version").exists() or importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def choose_backend(settings: Settings, bundle: Bundle) -> str:
+    """``auto`` picks torch on CUDA, else ONNX Runtime; falls back to torch when a bundle has no ONNX graph."""
+    if settings.backend != "auto":
+        return settings.backend
+    if WEIGHTS_FILE in bundle.spec.files and _cuda_available():
+        return "torch"
+    if ONNX_FILE in bundle.spec.files:
+        return "onnx"
+    return "torch"
+
+
+def create_backend(settings: Settings, bundle: Bundle) -> Backend:
+    kind = choose_backend(settings, bundle)
+    if kind == "onnx":
+        from app.backends.ort import OnnxBackend
+
+        return OnnxBackend(bundle, settings.resolved_intra_op_threads())
+    if importlib.util.find_spec("torch") is None:
+        raise BackendUnavailableError(
+            "the torch backend needs PyTorch: pip install 'imgclf[torch]', or set IMGCLF_BACKEND=onnx"
+        )
+    from app.backends.pytorch import TorchBackend
+
+    device = settings.device if _cuda_available() else "cpu"
+    return TorchBackend(bundle, device, fp16=settings.fp16, threads=settings.resolved_intra_op_threads())

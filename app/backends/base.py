@@ -1,0 +1,29 @@
+"""What the service needs from an inference engine: a batch of preprocessed images in, logits and embeddings out."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Batch = npt.NDArray[np.float32]
+"""Preprocessed images, NCHW float32."""
+
+Outputs = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+"""``(logits, embeddings)``, each with one row per image."""
+
+
+class Backend(Protocol):
+    name: str
+    """``onnx`` or ``torch``; reported in model metadata."""
+    device: str
+    """Where inference runs (``cpu``, ``cuda:0``)."""
+
+    def run(self, batch: Batch) -> Outputs:
+        """Run a batch; called from one worker thread at a time."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+        ...

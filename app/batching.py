@@ -1,0 +1,169 @@
+"""Adaptive dynamic batching: requests queue, and one worker thread takes whatever is waiting the moment it is free.
+
+Under load, batches grow by themselves (more requests arrive while a batch runs); a lone request never waits for a
+batch to fill, because the worker starts as soon as it finds anything in the queue. An optional ``max_wait`` trades
+latency for larger batches. Inference runs on the worker thread, so the event loop keeps accepting and decoding
+requests meanwhile (ONNX Runtime and torch release the GIL).
+
+A request's images stay together as one job; when a combined batch fails, each job is retried alone, so one bad
+input fails only its own request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from app.backends import Batch, Outputs
+
+logger = logging.getLogger(__name__)
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher was closed (its model version was unloaded); resolve the model again and retry."""
+
+
+class BatchObserver(Protocol):
+    def __call__(self, batch_size: int, queue_waits: list[float], inference_seconds: float) -> None: ...
+
+
+@dataclass(eq=False)
+class _Job:
+    images: Batch
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Outputs]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+_STOP = object()
+
+
+class Batcher:
+    """Runs ``run(batch)`` for queued jobs on a dedicated thread, combining jobs up to ``max_batch_size`` images."""
+
+    def __init__(
+        self,
+        run: Callable[[Batch], Outputs],
+        *,
+        max_batch_size: int = 16,
+        max_wait: float = 0.0,
+        combine: bool = True,
+        observer: BatchObserver | None = None,
+        name: str = "model",
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait
+        self.combine = combine
+        self._observer = observer
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    async def infer(self, images: Batch) -> Outputs:
+        """Queue one request's images (NCHW) and wait for its ``(logits, embeddings)``."""
+        loop = asyncio.get_running_loop()
+        job = _Job(images=images, loop=loop, future=loop.create_future())
+        with self._lock:
+            if self._closed:
+                raise BatcherClosedError("this model version is being unloaded")
+            self._queue.put(job)
+        return await job.future
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs, finish the queued ones, and stop the worker thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # The worker thread
+
+    def _work(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Job)
+            jobs, stopping = self._gather(first)
+            self._process(jobs)
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """Take ``first`` and whatever else is queued (waiting up to ``max_wait``), up to the batch size."""
+        jobs, size = [first], len(first.images)
+        if not self.combine:
+            return jobs, False
+        deadline = time.perf_counter() + self.max_wait
+        while size < self.max_batch_size:
+            try:
+                remaining = deadline - time.perf_counter()
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return jobs, True
+            assert isinstance(item, _Job)
+            jobs.append(item)
+            size += len(item.images)
+        return jobs, False
+
+    def _process(self, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if not job.future.cancelled()]
+        if not live:
+            return
+        started = time.perf_counter()
+        try:
+            outputs = self._run_in_chunks(
+                np.concatenate([job.images for job in live]) if len(live) > 1 else live[0].images
+            )
+        except Exception as exc:
+            if len(live) == 1:
+                self._deliver(live[0], exc)
+                return
+            logger.warning("a batch of %d requests failed (%s); retrying each alone", len(live), exc)
+            for job in live:
+                self._process([job])
+            return
+        elapsed = time.perf_counter() - started
+        if self._observer is not None:
+            self._observer(sum(len(j.images) for j in live), [started - j.enqueued_at for j in live], elapsed)
+        offset = 0
+        for job in live:
+            count = len(job.images)
+            self._deliver(job, (outputs[0][offset : offset + count], outputs[1][offset : offset + count]))
+            offset += count
+
+    def _run_in_chunks(self, batch: Batch) -> Outputs:
+        if len(batch) <= self.max_batch_size:
+            return self._run(batch)
+        parts = [self._run(batch[i : i + self.max_batch_size]) for i in range(0, len(batch), self.max_batch_size)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    @staticmethod
+    def _deliver(job: _Job, result: Outputs | BaseException) -> None:
+        def settle() -> None:
+            if job.future.done():  # the client went away
+                return
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting any more
+            job.loop.call_soon_threadsafe(settle)

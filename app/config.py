@@ -1,0 +1,85 @@
+"""Service settings: one pydantic-settings class, read from ``IMGCLF_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (respects taskset/cgroup affinity, unlike ``os.cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. The README's configuration table is generated from these descriptions."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGCLF_", env_file=None, extra="ignore")
+
+    # Where models come from
+    models_dir: Path = Field(default=Path("models"), description="Folder of bundles: <name>/<version>/.")
+    default_model: str | None = Field(
+        default="efficientnet-lite0",
+        description=(
+            "Model served by /v1/predict and /v1/features. Empty: the only model, else efficientnet-lite0, "
+            "else the first by name."
+        ),
+    )
+    versions_loaded: int = Field(default=2, ge=1, description="Newest versions of each model kept loaded.")
+    watch_interval: float = Field(
+        default=2.0, ge=0, description="Seconds between scans of the models folder for new versions; 0 = off."
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="Key for admin endpoints (X-API-Key header); admin endpoints are off when unset."
+    )
+
+    # Inference
+    backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto", description="auto: PyTorch on CUDA when available, else ONNX Runtime."
+    )
+    device: str = Field(default="cuda", description="Torch device used by the torch backend when CUDA exists.")
+    fp16: bool = Field(default=True, description="Half precision for the torch backend on CUDA.")
+    intra_op_threads: int = Field(default=0, ge=0, description="Inference threads; 0 = one per available core.")
+    decode_threads: int = Field(default=0, ge=0, description="Image decoding threads; 0 = one per available core.")
+    max_batch_size: int = Field(default=16, ge=1, description="Largest batch the batcher forms.")
+    max_batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Extra time the batcher waits for a batch to fill; 0 = take what is queued and go.",
+    )
+    batching: bool = Field(default=True, description="Combine concurrent requests into batches.")
+    warmup: bool = Field(default=True, description="Run a dummy batch at load so the first request is fast.")
+    draft_decode: bool = Field(
+        default=True, description="Decode large JPEGs at reduced scale (DCT scaling) before resizing."
+    )
+
+    # Request limits
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Largest request body.")
+    max_images_per_request: int = Field(default=32, ge=1, description="Most images in one request.")
+    max_image_pixels: int = Field(default=40_000_000, gt=0, description="Most pixels (width x height) per image.")
+    max_top_k: int = Field(default=100, ge=1, description="Largest top_k a client may ask for.")
+
+    # Server
+    host: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in a container).")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on.")
+    workers: int = Field(
+        default=1, ge=1, description="Server processes, each with its own models; threads are split between them."
+    )
+    access_log: bool = Field(default=True, description="Log one line per request.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def cores_per_worker(self) -> int:
+        return max(1, available_cores() // self.workers)
+
+    def resolved_intra_op_threads(self) -> int:
+        return self.intra_op_threads or self.cores_per_worker()
+
+    def resolved_decode_threads(self) -> int:
+        return self.decode_threads or self.cores_per_worker()

@@ -1,0 +1,122 @@
+"""The request lifecycle: decode (thread pool) -> batch (batcher) -> predict (backend) -> unbatch -> encode.
+
+Decoding runs on a bounded pool, so it overlaps with inference and never blocks the event loop. A bad image fails
+only its own entry; the others in the request are still answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from app.batching import BatcherClosedError
+from app.config import Settings
+from app.errors import APIError
+from app.imaging import DecodeLimits, decode_and_preprocess
+from app.metrics import Metrics
+from app.registry import LoadedModel
+from app.uploads import Upload
+from modelspec import Preprocessing
+from modelspec.preprocess import Float32Array
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """One image's result: its logits and embedding, or the error that stopped it."""
+
+    filename: str | None
+    logits: FloatArray | None = None
+    embedding: FloatArray | None = None
+    error: APIError | None = None
+
+
+class InferencePipeline:
+    def __init__(self, settings: Settings, metrics: Metrics, decode_pool: Executor) -> None:
+        self._limits = DecodeLimits(max_pixels=settings.max_image_pixels, draft=settings.draft_decode)
+        self._metrics = metrics
+        self._pool = decode_pool
+
+    async def run(
+        self, resolve: Callable[[], LoadedModel], uploads: Sequence[Upload]
+    ) -> tuple[LoadedModel, list[ImageOutcome]]:
+        """Run ``uploads`` through the model ``resolve`` returns; resolve again once if it was unloaded meanwhile
+        (a hot reload), since the new version may preprocess differently."""
+        for attempt in (1, 2):
+            model = resolve()
+            try:
+                return model, await self._run_on(model, uploads)
+            except BatcherClosedError:
+                if attempt == 2:
+                    raise APIError(503, "model_reloading", "the model is being reloaded; retry in a moment") from None
+        raise AssertionError("unreachable")
+
+    async def _run_on(self, model: LoadedModel, uploads: Sequence[Upload]) -> list[ImageOutcome]:
+        prep = model.spec.preprocessing
+        decoded = await asyncio.gather(*(self._decode(upload.data, prep) for upload in uploads))
+        arrays = {i: item for i, item in enumerate(decoded) if not isinstance(item, APIError)}
+        outcomes = [
+            ImageOutcome(upload.filename, error=item if isinstance(item, APIError) else None)
+            for upload, item in zip(uploads, decoded, strict=True)
+        ]
+        if not arrays:
+            return outcomes
+        good = list(arrays)
+        batch = arrays[good[0]][None] if len(good) == 1 else np.stack([arrays[i] for i in good])
+        try:
+            logits, embeddings = await model.batcher.infer(batch)
+        except BatcherClosedError:
+            raise
+        except Exception:
+            logger.exception("inference failed for %s version %d", model.name, model.version)
+            failure = APIError(500, "inference_failed", "the model failed on this input; it has been logged")
+            for i in good:
+                outcomes[i] = ImageOutcome(uploads[i].filename, error=failure)
+            return outcomes
+        for row, i in enumerate(good):
+            outcomes[i] = ImageOutcome(uploads[i].filename, logits=logits[row], embedding=embeddings[row])
+        return outcomes
+
+    async def _decode(self, data: bytes, prep: Preprocessing) -> Float32Array | APIError:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, self._timed_decode, data, prep)
+        except APIError as error:
+            return error
+
+    def _timed_decode(self, data: bytes, prep: Preprocessing) -> Float32Array:
+        started = time.perf_counter()
+        array = decode_and_preprocess(data, prep, self._limits)
+        self._metrics.decode.observe(time.perf_counter() - started)
+        return array
+
+
+def softmax(logits: FloatArray) -> FloatArray:
+    shifted = np.exp(logits - logits.max())
+    result: FloatArray = shifted / shifted.sum()
+    return result
+
+
+def top_k(logits: FloatArray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` most probable classes, best first, as ``(index, probability)``."""
+    probabilities = softmax(logits.astype(np.float64)).astype(np.float32)
+    k = min(k, len(probabilities))
+    candidates = np.argpartition(-probabilities, k - 1)[:k]
+    best = candidates[np.argsort(-probabilities[candidates], kind="stable")]
+    return [(int(i), float(probabilities[i])) for i in best]
+
+
+def l2_normalize(vector: FloatArray) -> FloatArray:
+    norm = float(np.linalg.norm(vector))
+    result: FloatArray = vector / norm if norm > 0 else vector
+    return result

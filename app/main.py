@@ -1,0 +1,79 @@
+"""The app factory. Models are loaded in the lifespan, never at import, so tests and workers stay cheap to create."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api.deps import Services
+from app.api.routes import admin, health, inference, metrics, models
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.inference import InferencePipeline
+from app.metrics import Metrics, MetricsMiddleware
+from app.registry import ModelRegistry
+from app.uploads import BodyLimitMiddleware
+
+logger = logging.getLogger(__name__)
+
+
+async def watch_models(registry: ModelRegistry, interval: float) -> None:
+    """Rescan the models folder every ``interval`` seconds (loading happens on a worker thread)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(registry.refresh)
+        except Exception:
+            logger.exception("scanning the models folder failed; will retry")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app_metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = ModelRegistry(settings, app_metrics)
+        decode_pool = ThreadPoolExecutor(settings.resolved_decode_threads(), thread_name_prefix="decode")
+        report = await asyncio.to_thread(registry.refresh)
+        if not report.loaded:
+            logger.warning("no model loaded from %s; readiness stays 503 until one appears", settings.models_dir)
+        app.state.services = Services(
+            settings=settings,
+            metrics=app_metrics,
+            registry=registry,
+            pipeline=InferencePipeline(settings, app_metrics, decode_pool),
+        )
+        watcher = (
+            asyncio.create_task(watch_models(registry, settings.watch_interval)) if settings.watch_interval else None
+        )
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await asyncio.to_thread(registry.close)
+            decode_pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="imgclf",
+        version=__version__,
+        summary="Image classification: top-k labels, embeddings and model metadata over HTTP.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = app_metrics
+    install_error_handlers(app)
+    for module in (inference, models, health, admin, metrics):
+        app.include_router(module.router)
+    # The last middleware added runs first: metrics see every response, the body limit guards the routes.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    return app

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def models_dir(tiny_models_dir: Path, tmp_path: Path) -> Path:
+    """A writable copy of the tiny models folder (``tiny`` version 1)."""
+    target = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, target)
+    return target
+
+
+def settings_for(models_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "models_dir": models_dir,
+        "default_model": None,
+        "watch_interval": 0,
+        "intra_op_threads": 1,
+        "decode_threads": 2,
+        "max_batch_size": 8,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_client(models_dir: Path) -> Iterator[ClientFactory]:
+    """Start the app (lifespan included) on ``models_dir`` with the given settings; stopped after the test."""
+    stack: list[TestClient] = []
+
+    def start(directory: Path | None = None, **overrides: Any) -> TestClient:
+        client = TestClient(create_app(settings_for(directory or models_dir, **overrides)))
+        client.__enter__()
+        stack.append(client)
+        return client
+
+    yield start
+    for client in reversed(stack):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: ClientFactory) -> TestClient:
+    return make_client()

@@ -1,0 +1,151 @@
+"""The batcher on its own, with fake models whose behaviour is known exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.backends import Batch, Outputs
+from app.batching import Batcher, BatcherClosedError
+
+
+def echo(batch: Batch) -> Outputs:
+    """Logits = the per-image sum, embedding = the flattened image: each answer traceable to its input."""
+    return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True), batch.reshape(len(batch), -1)
+
+
+def images(*values: float) -> Batch:
+    return np.stack([np.full((1, 2, 2), v, dtype=np.float32) for v in values])
+
+
+class Recorder:
+    """Records batch sizes; the first call can be held until released, so the queue fills behind it."""
+
+    def __init__(self, hold_first: bool = False, fail_on_nan: bool = False) -> None:
+        self.sizes: list[int] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.hold_first = hold_first
+        self.fail_on_nan = fail_on_nan
+
+    def __call__(self, batch: Batch) -> Outputs:
+        self.sizes.append(len(batch))
+        self.started.set()
+        if self.hold_first and len(self.sizes) == 1:
+            self.release.wait(5)
+        if self.fail_on_nan and np.isnan(batch).any():
+            raise FloatingPointError("NaN input")
+        return echo(batch)
+
+
+async def _lone_latency(batcher: Batcher) -> float:
+    await batcher.infer(images(1.0))  # first call pays thread start-up
+    started = time.perf_counter()
+    await batcher.infer(images(2.0))
+    return time.perf_counter() - started
+
+
+def test_lone_request_is_not_held_back_waiting_for_a_batch() -> None:
+    configured_wait = 0.3
+    adaptive = Batcher(echo, max_batch_size=16)
+    waiting = Batcher(echo, max_batch_size=16, max_wait=configured_wait)
+    try:
+        adaptive_latency = asyncio.run(_lone_latency(adaptive))
+        waiting_latency = asyncio.run(_lone_latency(waiting))
+    finally:
+        adaptive.close()
+        waiting.close()
+    # With a wait configured, a lone request sits out the whole wait; without, it goes straight through.
+    assert waiting_latency >= configured_wait
+    assert adaptive_latency < configured_wait / 3
+
+
+def test_batches_grow_with_load_up_to_the_maximum() -> None:
+    recorder = Recorder(hold_first=True)
+    batcher = Batcher(recorder, max_batch_size=8)
+
+    async def scenario() -> list[Outputs]:
+        first = asyncio.ensure_future(batcher.infer(images(0.0)))
+        await asyncio.to_thread(recorder.started.wait, 5)
+        rest = [asyncio.ensure_future(batcher.infer(images(float(i)))) for i in range(1, 12)]
+        await asyncio.sleep(0.05)  # let every job reach the queue while the first batch is held
+        recorder.release.set()
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(scenario())
+    batcher.close()
+    assert recorder.sizes == [1, 8, 3]
+    for i, (logits, _) in enumerate(results):  # every request got its own answer back
+        assert logits[0, 0] == pytest.approx(4.0 * i)
+
+
+def test_one_bad_input_fails_only_its_own_request() -> None:
+    recorder = Recorder(hold_first=True, fail_on_nan=True)
+    batcher = Batcher(recorder, max_batch_size=8)
+
+    async def scenario() -> list[Outputs | BaseException]:
+        first = asyncio.ensure_future(batcher.infer(images(0.0)))
+        await asyncio.to_thread(recorder.started.wait, 5)
+        jobs = [asyncio.ensure_future(batcher.infer(images(v))) for v in (1.0, float("nan"), 3.0)]
+        await asyncio.sleep(0.05)
+        recorder.release.set()
+        return await asyncio.gather(first, *jobs, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    batcher.close()
+    assert isinstance(results[2], FloatingPointError)
+    for index, value in ((1, 1.0), (3, 3.0)):
+        outputs = results[index]
+        assert not isinstance(outputs, BaseException)
+        assert outputs[0][0, 0] == pytest.approx(4 * value)
+    assert recorder.sizes[:2] == [1, 3]  # combined first, then retried alone
+
+
+def test_batching_off_runs_each_request_alone() -> None:
+    recorder = Recorder(hold_first=True)
+    batcher = Batcher(recorder, max_batch_size=8, combine=False)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(batcher.infer(images(0.0, 0.5)))
+        await asyncio.to_thread(recorder.started.wait, 5)
+        rest = [asyncio.ensure_future(batcher.infer(images(float(i)))) for i in range(3)]
+        await asyncio.sleep(0.05)
+        recorder.release.set()
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(scenario())
+    batcher.close()
+    assert recorder.sizes == [2, 1, 1, 1]
+
+
+def test_a_request_larger_than_the_maximum_is_split() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, max_batch_size=4)
+    logits, embeddings = asyncio.run(batcher.infer(images(*range(10))))
+    batcher.close()
+    assert recorder.sizes == [4, 4, 2]
+    assert logits[:, 0].tolist() == [4.0 * v for v in range(10)]
+    assert embeddings.shape == (10, 4)
+
+
+def test_close_finishes_queued_work_then_refuses_more() -> None:
+    recorder = Recorder(hold_first=True)
+    batcher = Batcher(recorder, max_batch_size=2)
+
+    async def scenario() -> list[Outputs]:
+        jobs = [asyncio.ensure_future(batcher.infer(images(float(i)))) for i in range(4)]
+        await asyncio.to_thread(recorder.started.wait, 5)
+        closer = asyncio.ensure_future(asyncio.to_thread(batcher.close))
+        await asyncio.sleep(0.05)
+        recorder.release.set()
+        await closer
+        with pytest.raises(BatcherClosedError):
+            await batcher.infer(images(9.0))
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(scenario())
+    assert [r[0][0, 0] for r in results] == [0.0, 4.0, 8.0, 12.0]
