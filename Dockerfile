@@ -38,19 +38,21 @@ ARG WHEELHOUSE=0
 ENV WHEELHOUSE=${WHEELHOUSE}
 COPY docker/pip-install.sh /usr/local/bin/imgclf-pip-install
 RUN python3 -m venv /opt/venv
-# Project metadata with empty packages: installing it brings in the dependencies as a layer of their own, which
-# stays cached while the code changes; the code itself is installed (without dependencies) in a later step.
+# The project's metadata with empty packages (/stub): installing it brings in the dependencies as a layer of their
+# own, which stays cached while the code changes; the code itself is installed from /src without dependencies.
 COPY pyproject.toml README.md /src/
-RUN mkdir -p /src/modelspec /src/app /src/training \
-    && touch /src/modelspec/__init__.py /src/app/__init__.py /src/training/__init__.py
+RUN mkdir /stub \
+    && cp /src/pyproject.toml /src/README.md /stub/ \
+    && for package in modelspec app training; do mkdir "/stub/$package" && touch "/stub/$package/__init__.py"; done
 
 # ---------------------------------------------------------------------------------------------------------------
 # serving-deps: the serving dependencies only (ONNX Runtime, FastAPI, ...), no PyTorch.
 FROM builder AS serving-deps
 RUN --mount=type=secret,id=pipcert,required=false \
     --mount=type=bind,source=.wheelhouse,target=/wheelhouse \
-    imgclf-pip-install /src \
-    && pip uninstall --yes imgclf
+    imgclf-pip-install /stub \
+    && pip uninstall --yes imgclf \
+    && rm -rf /stub
 COPY modelspec /src/modelspec
 COPY app /src/app
 RUN --mount=type=secret,id=pipcert,required=false \
@@ -65,8 +67,9 @@ ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
 RUN --mount=type=secret,id=pipcert,required=false \
     --mount=type=bind,source=.wheelhouse,target=/wheelhouse \
-    imgclf-pip-install --extra-index-url "${TORCH_INDEX_URL}" "/src[train]" \
-    && pip uninstall --yes imgclf
+    imgclf-pip-install --extra-index-url "${TORCH_INDEX_URL}" "/stub[train]" \
+    && pip uninstall --yes imgclf \
+    && rm -rf /stub
 
 # ---------------------------------------------------------------------------------------------------------------
 # default-model: export the embedded default, EfficientNet-Lite0 with its ImageNet weights, as a bundle.
