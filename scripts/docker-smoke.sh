@@ -25,10 +25,11 @@ TRAIN_IMAGE=imgclf-train:latest
 export COMPOSE_PROJECT_NAME=imgclf-smoke
 CLIENT=(scripts/docker_smoke_client.py)
 
-# Training run of the smoke test: the digits demo set, one epoch, small images.
+# Training run of the smoke test: scikit-learn's digits as an ImageFolder tree (data/digits/{train,test}/<digit>),
+# EfficientNet-Lite0 (the default backbone), one epoch on small images.
 TRAIN_MODEL=smoke-digits
 PREPARE_ARGS=(prepare digits --out)
-FIT_ARGS=(fit --data data/digits --name "$TRAIN_MODEL" --epochs 1 --image-size 64)
+FIT_ARGS=(fit --data data/digits/train --name "$TRAIN_MODEL" --epochs 1 --image-size 64 --no-hflip --quiet)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'docker-smoke: error: %s\n' "$*" >&2; exit 1; }
