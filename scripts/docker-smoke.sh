@@ -26,10 +26,11 @@ export COMPOSE_PROJECT_NAME=imgclf-smoke
 CLIENT=(scripts/docker_smoke_client.py)
 
 # Training run of the smoke test: scikit-learn's digits as an ImageFolder tree (data/digits/{train,test}/<digit>),
-# EfficientNet-Lite0 (the default backbone), one epoch on small images.
+# EfficientNet-Lite0 (the default backbone) as a frozen feature extractor, one epoch on small images.
 TRAIN_MODEL=smoke-digits
 PREPARE_ARGS=(prepare digits --out)
-FIT_ARGS=(fit --data data/digits/train --name "$TRAIN_MODEL" --epochs 1 --image-size 64 --no-hflip --quiet)
+FIT_ARGS=(fit --data data/digits/train --name "$TRAIN_MODEL" --mode feature-extractor --epochs 1 --image-size 64
+    --no-hflip --quiet)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'docker-smoke: error: %s\n' "$*" >&2; exit 1; }
@@ -165,7 +166,7 @@ setup_packages() {
         # No registry reachable: assume the PyTorch index is not either, and install from wheels that this
         # machine's pip can download (whatever index and mirrors it is configured with).
         log "filling .wheelhouse/ with the wheels of imgclf[train] (pip download)"
-        "$PYTHON" -m pip download --quiet --dest .wheelhouse "setuptools>=68" wheel ".[train]"
+        "$PYTHON" -m pip download -qq --dest .wheelhouse "setuptools>=68" wheel ".[train]"
         rm -f .wheelhouse/imgclf-*
         BUILD_ARGS+=(--build-arg WHEELHOUSE=1)
     fi
@@ -260,8 +261,12 @@ Image.fromarray(data.chelsea()).save(sys.argv[1], quality=90)' "$WORK/chelsea.jp
     log "retraining through the train service: ${FIT_ARGS[*]}"
     local train_start train_seconds
     train_start=$(now)
-    "${COMPOSE[@]}" run --rm -T train "${FIT_ARGS[@]}"
+    if ! "${COMPOSE[@]}" run --rm -T train "${FIT_ARGS[@]}" >"$WORK/train.log" 2>&1; then
+        cat "$WORK/train.log" >&2
+        die "training in the train service failed"
+    fi
     train_seconds=$(elapsed "$train_start" "$(now)")
+    grep -E 'INFO training.fit: epoch|validation:|wrote bundle' "$WORK/train.log" >&2 || true
 
     log "waiting for the api to serve the new model"
     "$PYTHON" "${CLIENT[@]}" wait-model "$url" "$TRAIN_MODEL" --min-version 1 --timeout 60 --grace 15
@@ -280,7 +285,8 @@ Image.fromarray(data.chelsea()).save(sys.argv[1], quality=90)' "$WORK/chelsea.jp
     local size_mb train_size_mb
     size_mb=$("$DOCKER" image inspect --format '{{.Size}}' "$SERVING_IMAGE" | awk '{ printf "%.0f", $1 / 1e6 }')
     train_size_mb=$("$DOCKER" image inspect --format '{{.Size}}' "$TRAIN_IMAGE" | awk '{ printf "%.0f", $1 / 1e6 }')
-    printf '\n%-40s %s\n' \
+    printf '\n'
+    printf '%-40s %s\n' \
         "image builds (serving + train):" "${build_seconds} s" \
         "serving image $SERVING_IMAGE:" "${size_mb} MB (target < 600 MB)" \
         "training image $TRAIN_IMAGE:" "${train_size_mb} MB" \
