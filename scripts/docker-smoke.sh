@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end proof of the container setup (`make docker-smoke`):
 #   build the serving and training images, start the compose stack, wait for readiness, classify a photo,
-#   retrain through the `train` service, see the new model version served, tear everything down.
+#   retrain through the `train` service and see the new model served, train a second version and see it replace
+#   the first, roll back to the first by moving the second aside, tear everything down.
 #
 # It sets up what it lacks: Docker's engine, a compose implementation and debootstrap (Debian packages, when
 # apt-get is there), a daemon when none answers, and -- only when no image registry can be reached -- a local
@@ -214,6 +215,21 @@ trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------------------------
 
+# Train version $1 of $TRAIN_MODEL in the train service and wait until the api at $2 serves it; print the seconds
+# the training took.
+train_version() {
+    local version=$1 url=$2 start
+    start=$(now)
+    if ! "${COMPOSE[@]}" run --rm -T train "${FIT_ARGS[@]}" >"$WORK/train-$version.log" 2>&1; then
+        cat "$WORK/train-$version.log" >&2
+        die "training in the train service failed"
+    fi
+    elapsed "$start" "$(now)"
+    echo >&2
+    grep -E 'INFO training.fit: epoch|wrote bundle' "$WORK/train-$version.log" >&2 || true
+    "$PYTHON" "${CLIENT[@]}" wait-model "$url" "$TRAIN_MODEL" --version "$version" --exact --timeout 60 --grace 15 >&2
+}
+
 main() {
     [ -x "$PYTHON" ] || die "$PYTHON not found: run 'make install' first, or set PYTHON"
     setup_docker
@@ -259,18 +275,16 @@ Image.fromarray(data.chelsea()).save(sys.argv[1], quality=90)' "$WORK/chelsea.jp
     "$PYTHON" "${CLIENT[@]}" predict "$url" "$WORK/chelsea.jpg" --expect cat
 
     log "retraining through the train service: ${FIT_ARGS[*]}"
-    local train_start train_seconds
-    train_start=$(now)
-    if ! "${COMPOSE[@]}" run --rm -T train "${FIT_ARGS[@]}" >"$WORK/train.log" 2>&1; then
-        cat "$WORK/train.log" >&2
-        die "training in the train service failed"
-    fi
-    train_seconds=$(elapsed "$train_start" "$(now)")
-    grep -E 'INFO training.fit: epoch|validation:|wrote bundle' "$WORK/train.log" >&2 || true
-
-    log "waiting for the api to serve the new model"
-    "$PYTHON" "${CLIENT[@]}" wait-model "$url" "$TRAIN_MODEL" --min-version 1 --timeout 60 --grace 15
+    local train_seconds
+    train_seconds=$(train_version 1 "$url")
     "$PYTHON" "${CLIENT[@]}" predict "$url" "$WORK/chelsea.jpg" --model "$TRAIN_MODEL"
+
+    log "training again: version 2"
+    train_version 2 "$url" >/dev/null
+
+    log "rolling back: moving version 2 out of the served versions"
+    "${COMPOSE[@]}" exec -T api mv "/models/$TRAIN_MODEL/2" "/models/$TRAIN_MODEL/retired-2"
+    "$PYTHON" "${CLIENT[@]}" wait-model "$url" "$TRAIN_MODEL" --version 1 --exact --timeout 30 --grace 10
 
     log "checking the container's own HEALTHCHECK"
     local health=""
@@ -282,7 +296,8 @@ Image.fromarray(data.chelsea()).save(sys.argv[1], quality=90)' "$WORK/chelsea.jp
     [ "$health" = healthy ] || die "the api container's health is '$health', expected healthy"
     echo "container health: $health; runs as uid $("$DOCKER" exec "$container" id -u)" >&2
 
-    local size_mb train_size_mb
+    local size_mb train_size_mb memory
+    memory=$("$DOCKER" stats --no-stream --format '{{.MemUsage}}' "$container")
     size_mb=$("$DOCKER" image inspect --format '{{.Size}}' "$SERVING_IMAGE" | awk '{ printf "%.0f", $1 / 1e6 }')
     train_size_mb=$("$DOCKER" image inspect --format '{{.Size}}' "$TRAIN_IMAGE" | awk '{ printf "%.0f", $1 / 1e6 }')
     printf '\n'
@@ -291,6 +306,7 @@ Image.fromarray(data.chelsea()).save(sys.argv[1], quality=90)' "$WORK/chelsea.jp
         "serving image $SERVING_IMAGE:" "${size_mb} MB (target < 600 MB)" \
         "training image $TRAIN_IMAGE:" "${train_size_mb} MB" \
         "container start to ready:" "${ready_seconds} s (target < 5 s)" \
+        "api memory (2 models, 3 versions seen):" "$memory" \
         "retraining (compose run train):" "${train_seconds} s"
 }
 

@@ -2,7 +2,7 @@
 
     python scripts/docker_smoke_client.py wait-ready URL --timeout S      print the epoch time readiness was seen
     python scripts/docker_smoke_client.py predict URL IMAGE --expect WORD [--model NAME]
-    python scripts/docker_smoke_client.py wait-model URL NAME --min-version N --timeout S  (key: $IMGCLF_API_KEY)
+    python scripts/docker_smoke_client.py wait-model URL NAME --version N [--exact] --timeout S  (key: $IMGCLF_API_KEY)
     python scripts/docker_smoke_client.py seconds-since START_RFC3339 END_EPOCH
 
 Each command exits 0 on success and 1 with a message on stderr otherwise.
@@ -99,21 +99,23 @@ def model_version(url: str, name: str) -> int | None:
 
 
 def wait_model(args: argparse.Namespace) -> int:
-    """Wait for the watcher to serve version >= N; after the grace period, ask for a rescan with the admin key."""
+    """Wait until the default version of NAME is N (or newer, without --exact); after the grace period, ask for a
+    rescan with the admin key."""
     started = time.monotonic()
     reloaded = False
     while time.monotonic() - started < args.timeout:
         version = model_version(args.url, args.name)
-        if version is not None and version >= args.min_version:
+        if version is not None and (version == args.version or (version > args.version and not args.exact)):
             how = "after POST /v1/admin/reload" if reloaded else "picked up by the models-folder watcher"
-            print(f"{args.name} version {version} served {time.monotonic() - started:.1f} s after training ({how})")
+            print(f"{args.name} version {version} served after {time.monotonic() - started:.1f} s ({how})")
             return 0
         if args.api_key and not reloaded and time.monotonic() - started > args.grace:
             request(f"{args.url}/v1/admin/reload", data=b"", headers={"X-API-Key": args.api_key})
             reloaded = True
             continue
         time.sleep(0.25)
-    print(f"{args.name} version >= {args.min_version} not served after {args.timeout:.0f} s", file=sys.stderr)
+    wanted = f"version {args.version}" if args.exact else f"version >= {args.version}"
+    print(f"{args.name} {wanted} not served after {args.timeout:.0f} s", file=sys.stderr)
     return 1
 
 
@@ -142,7 +144,8 @@ def main() -> int:
     model = commands.add_parser("wait-model")
     model.add_argument("url")
     model.add_argument("name")
-    model.add_argument("--min-version", type=int, default=1)
+    model.add_argument("--version", type=int, default=1)
+    model.add_argument("--exact", action="store_true", help="this version, not a newer one (after a rollback)")
     model.add_argument("--timeout", type=float, default=60)
     model.add_argument("--grace", type=float, default=20, help="seconds to wait for the watcher before reloading")
     model.add_argument("--api-key", default=os.environ.get("IMGCLF_API_KEY", ""), help="default: $IMGCLF_API_KEY")
