@@ -32,10 +32,9 @@ RUN groupadd --system --gid 10001 imgclf \
     && install -d -o imgclf -g imgclf -m 0755 /models
 
 # ---------------------------------------------------------------------------------------------------------------
-# builder: a virtual environment and the pip wrapper (CA secret, wheelhouse). Only /opt/venv leaves this stage.
+# builder: a virtual environment and the pip wrapper (CA secret, wheelhouse). Every stage that runs pip declares
+# ARG WHEELHOUSE, so the wrapper sees it while it runs and no image keeps it.
 FROM base AS builder
-ARG WHEELHOUSE=0
-ENV WHEELHOUSE=${WHEELHOUSE}
 COPY docker/pip-install.sh /usr/local/bin/imgclf-pip-install
 RUN python3 -m venv /opt/venv
 # The project's metadata with empty packages (/stub): installing it brings in the dependencies as a layer of their
@@ -48,6 +47,7 @@ RUN mkdir /stub \
 # ---------------------------------------------------------------------------------------------------------------
 # serving-deps: the serving dependencies only (ONNX Runtime, FastAPI, ...), no PyTorch.
 FROM builder AS serving-deps
+ARG WHEELHOUSE=0
 RUN --mount=type=secret,id=pipcert,required=false \
     --mount=type=bind,source=.wheelhouse,target=/wheelhouse \
     imgclf-pip-install /stub \
@@ -63,6 +63,7 @@ RUN --mount=type=secret,id=pipcert,required=false \
 # ---------------------------------------------------------------------------------------------------------------
 # torch-deps: PyTorch and the training dependencies.
 FROM builder AS torch-deps
+ARG WHEELHOUSE=0
 ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
 RUN --mount=type=secret,id=pipcert,required=false \
@@ -74,6 +75,7 @@ RUN --mount=type=secret,id=pipcert,required=false \
 # ---------------------------------------------------------------------------------------------------------------
 # default-model: export the embedded default, EfficientNet-Lite0 with its ImageNet weights, as a bundle.
 FROM torch-deps AS default-model
+ARG WHEELHOUSE=0
 COPY modelspec /src/modelspec
 COPY training /src/training
 RUN --mount=type=secret,id=pipcert,required=false \
@@ -86,18 +88,18 @@ RUN python -m training export-pretrained efficientnet_lite0 \
 # train: works in /workspace, laid out like the repository (models/ and data/ are meant to be mounted):
 #   docker run --rm -v imgclf_models:/workspace/models -v "$PWD/data:/workspace/data:ro" imgclf-train \
 #       fit --data data/<ImageFolder> --name <model> ...
-FROM torch-deps AS train-env
+# Built on torch-deps rather than copied out of it, so a code change adds a layer of kilobytes, not a second copy of
+# PyTorch.
+FROM torch-deps AS train
+ARG WHEELHOUSE=0
 COPY modelspec /src/modelspec
 COPY training /src/training
 COPY app /src/app
 RUN --mount=type=secret,id=pipcert,required=false \
     --mount=type=bind,source=.wheelhouse,target=/wheelhouse \
     imgclf-pip-install --no-deps /src \
-    && rm -rf /src
-
-FROM base AS train
-COPY --from=train-env /opt/venv /opt/venv
-RUN install -d -o imgclf -g imgclf -m 0755 /workspace /workspace/models /workspace/data
+    && rm -rf /src \
+    && install -d -o imgclf -g imgclf -m 0755 /workspace /workspace/models /workspace/data
 # Pretrained weights come from packages or local files, never from a hub at run time: fail fast, not after retries.
 ENV HF_HUB_OFFLINE=1 \
     IMGCLF_MODELS_DIR=/workspace/models
