@@ -74,6 +74,14 @@ pick_docker_client() {
 STARTED_DOCKERD_PID=
 DOCKERD_LOG=
 
+wait_for_daemon() {
+    for _ in $(seq 60); do
+        "$DOCKER" info >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
 start_dockerd() {
     local driver
     have dockerd || apt_install docker.io
@@ -107,7 +115,15 @@ setup_docker() {
     fi
     export DOCKER_BUILDKIT=1
     if ! "$DOCKER" info >/dev/null 2>&1; then
-        start_dockerd
+        if [ "$(id -u)" != 0 ]; then
+            die "no Docker daemon answers to $(id -un): start it, or join the docker group, or run as root"
+        fi
+        # The system's own service first (an ordinary machine); else a daemon of our own (containers, sandboxes).
+        if have systemctl && timeout 60 systemctl start docker >/dev/null 2>&1 && wait_for_daemon; then
+            echo "started the docker service" >&2
+        else
+            start_dockerd
+        fi
     fi
     if "$DOCKER" compose version >/dev/null 2>&1; then
         COMPOSE=("$DOCKER" compose)
