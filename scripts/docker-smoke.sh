@@ -278,8 +278,12 @@ Image.fromarray(data.chelsea()).save(sys.argv[1], quality=90)' "$WORK/chelsea.jp
     export IMGCLF_API_KEY
 
     log "starting the api service ($url)"
-    "${COMPOSE[@]}" up --no-start --no-build api >/dev/null 2>&1
-    "${COMPOSE[@]}" start api >/dev/null
+    local output
+    if ! output=$("${COMPOSE[@]}" up --no-start --no-build api 2>&1); then
+        printf '%s\n' "$output" >&2
+        die "compose could not create the api service"
+    fi
+    "${COMPOSE[@]}" start api >/dev/null 2>&1 || die "compose could not start the api service"
     local ready_at container started_at ready_seconds
     ready_at=$("$PYTHON" "${CLIENT[@]}" wait-ready "$url" --timeout 90)
     container=$("${COMPOSE[@]}" ps -q api)
