@@ -198,10 +198,11 @@ setup_packages() {
 # Teardown, also on failure.
 
 WORK=
+STACK_CREATED=
 cleanup() {
     local status=$?
     set +e
-    if [ "$status" != 0 ] && [ -n "${COMPOSE[*]:-}" ]; then
+    if [ "$status" != 0 ] && [ -n "$STACK_CREATED" ]; then
         echo "--- api logs (last 40 lines) ---" >&2
         "${COMPOSE[@]}" logs --no-color --tail=40 api >&2 2>/dev/null
     fi
@@ -217,6 +218,7 @@ cleanup() {
         log "stopping the dockerd this script started"
         kill "$STARTED_DOCKERD_PID" 2>/dev/null
         wait "$STARTED_DOCKERD_PID" 2>/dev/null
+        [ "$status" = 0 ] && rm -f "$DOCKERD_LOG"
     fi
     [ -n "$WORK" ] && rm -rf "$WORK"
     if [ "$status" = 0 ]; then
@@ -279,6 +281,7 @@ Image.fromarray(data.chelsea()).save(sys.argv[1], quality=90)' "$WORK/chelsea.jp
 
     log "starting the api service ($url)"
     local output
+    STACK_CREATED=1
     if ! output=$("${COMPOSE[@]}" up --no-start --no-build api 2>&1); then
         printf '%s\n' "$output" >&2
         die "compose could not create the api service"
