@@ -90,8 +90,9 @@ def build_backbone(architecture: Architecture) -> tuple[nn.Module, int]:
         import timm
 
         model = timm.create_model(architecture.name, pretrained=False, num_classes=0, **kwargs)
-        size = int(getattr(model, "head_hidden_size", None) or model.num_features)
-        return model, size
+        # MobileNetV3 and friends have a head layer after the last stage; its width is the embedding size.
+        size = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
+        return model, int(size)
     if architecture.family == "torchvision":
         import torchvision
 
