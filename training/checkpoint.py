@@ -73,6 +73,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def optimizer_state(saved: dict[str, Any]) -> dict[str, Any]:
+    """An optimiser state dict read back from JSON: per-parameter keys become integers again, betas a tuple."""
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in saved["param_groups"]]
+    return {"state": {int(key): value for key, value in saved["state"].items()}, "param_groups": groups}
+
+
 def save_checkpoint(folder: Path, network: nn.Module, state: dict[str, Any]) -> None:
     """Write ``last``: the network's weights and ``state`` (tensors split out to safetensors)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -190,7 +190,7 @@ class Trainer:
         trainable, total = count_parameters(network)
         self.progress.parameters[phase.name] = [trainable, total]
         logger.info(
-            "phase %s: %d epochs, %s of %s parameters train (%.1f%%)",
+            "phase %s (%d epochs): %s of %s parameters train (%.1f%%)",
             phase.name,
             phase.epochs,
             report.format_count(trainable),
@@ -208,7 +208,7 @@ class Trainer:
         scheduler = make_scheduler(optimizer, schedule)
         start = 0
         if resume is not None:
-            optimizer.load_state_dict(resume["optimizer"])
+            optimizer.load_state_dict(checkpoint.optimizer_state(resume["optimizer"]))
             scheduler.load_state_dict(resume["scheduler"])
             if self.precision.scaler is not None and resume.get("scaler"):
                 self.precision.scaler.load_state_dict(resume["scaler"])
@@ -260,6 +260,7 @@ class Trainer:
             "epoch": epoch,
             "phase": phase.name,
             "lr": optimizer.param_groups[0]["lr"],
+            "train_images": trained.samples,
             "train_loss": trained.loss,
             "train_accuracy": trained.accuracy,
             "val_loss": validated.loss,
@@ -299,11 +300,11 @@ class Trainer:
             "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else None,
             "rng": checkpoint.rng_state(),
         }
-        if improved:
-            checkpoint.save_weights(folder / checkpoint.BEST_TENSORS, self.network, self.progress.epoch)
-        checkpoint.save_checkpoint(folder, self.network, state)
         report.write_history(self.run_dir, self.progress.history)
         report.plot_curves(self.progress.history, self.run_dir / "curves.png", self.stopper.best_epoch)
+        if improved:
+            checkpoint.save_weights(folder / checkpoint.BEST_TENSORS, self.network, self.progress.epoch)
+        checkpoint.save_checkpoint(folder, self.network, state)  # last: the checkpoint is the commit point
         note = report.overfitting_note(self.progress.history)
         if note:
             logger.warning("%s", note)

@@ -19,6 +19,7 @@ HISTORY_FIELDS = (
     "epoch",
     "phase",
     "lr",
+    "train_images",
     "train_loss",
     "train_accuracy",
     "val_loss",
