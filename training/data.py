@@ -201,20 +201,26 @@ def eval_dataset(samples: Sequence[Sample], prep: Preprocessing) -> ImageDataset
 
 
 def train_transform(prep: Preprocessing, preset: AugmentPreset, *, hflip: bool) -> ImageTransform:
-    """Training augmentation. ``none`` is the evaluation transform itself; ``light`` crops at random near the
-    evaluation scale; ``standard`` crops at many scales and jitters colours (the Inception recipe). Both end in the
-    evaluation's normalisation. ``hflip`` adds mirror images (right for photos, wrong for digits and text)."""
+    """Training augmentation, ending in the evaluation's normalisation.
+
+    ``none`` is the evaluation transform itself. ``light`` resizes as evaluation does, then crops at a random
+    place instead of the centre: objects keep their evaluation size and shift by a few pixels. ``standard`` is the
+    Inception recipe: random crops of 25-100 % of the area at varied aspect ratios, resized to the input size, with
+    colour jitter. ``hflip`` adds mirror images to light and standard (right for photos, wrong for digits and text).
+    """
     if preset == "none":
         return EvalTransform(prep)
     from torchvision.transforms import InterpolationMode, v2
 
     interpolation = InterpolationMode(prep.interpolation)
-    scale = (0.7, 1.0) if preset == "light" else (0.25, 1.0)
-    steps: list[Callable[..., object]] = [
-        v2.RandomResizedCrop(prep.crop_size, scale=scale, interpolation=interpolation)
-    ]
-    if preset == "standard":
-        steps.append(v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3))
+    steps: list[Callable[..., object]]
+    if preset == "light":
+        steps = [v2.Resize(prep.resize_size, interpolation=interpolation), v2.RandomCrop(prep.crop_size)]
+    else:
+        steps = [
+            v2.RandomResizedCrop(prep.crop_size, scale=(0.25, 1.0), interpolation=interpolation),
+            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3),
+        ]
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
     steps += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(prep.mean), list(prep.std))]

@@ -446,6 +446,7 @@ def _finish(
         "best_epoch": trainer.stopper.best_epoch,
         "epochs_trained": trainer.progress.epoch,
         "monitor": config.monitor,
+        "parameters": {name: {"trainable": t, "total": n} for name, (t, n) in trainer.progress.parameters.items()},
         "val": _evaluate_samples(network, data.val, prep, data.classes, trainer),
     }
     if data.test is not None:
@@ -488,7 +489,6 @@ def _export(
         "device": trainer.device.type,
         "precision": trainer.precision.label,
         "workers": trainer.workers,
-        "phases": {name: {"trainable": t, "total": n} for name, (t, n) in trainer.progress.parameters.items()},
     }
     spec = ModelSpec(
         name=config.model_name,

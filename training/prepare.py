@@ -160,9 +160,8 @@ def _write_tree(
             folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(folder / f"{written[split, label]:05d}.png")
         written[split, label] += 1
-    totals: dict[str, int] = {}
-    for (split, _), number in sorted(written.items()):
-        totals[split] = totals.get(split, 0) + number
+    totals = {split: sum(n for (s, _), n in written.items() if s == split) for split in ("train", "test")}
+    totals = {split: n for split, n in totals.items() if n}
     (partial / MARKER).write_text(json.dumps({"recipe": recipe, "counts": totals}) + "\n", encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)

@@ -45,7 +45,7 @@ def test_digits_bundle_records_what_it_was_trained_on(digits_bundle: Bundle) -> 
     hyper = spec.hyperparameters
     assert hyper["backbone"] == "lenet5" and hyper["epochs"] == 8 and hyper["image_size"] == 32
     assert hyper["runtime"]["world_size"] == 1
-    assert hyper["runtime"]["phases"]["fine-tune"]["trainable"] == hyper["runtime"]["phases"]["fine-tune"]["total"]
+    assert spec.metrics["parameters"]["fine-tune"]["trainable"] == spec.metrics["parameters"]["fine-tune"]["total"]
 
 
 def test_run_folder_has_history_curves_and_checkpoints(digits_bundle: Bundle) -> None:
