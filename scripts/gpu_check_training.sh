@@ -19,6 +19,11 @@ have() { "$PYTHON" -c "import $1" >/dev/null 2>&1; }
 say() { printf '\n==> %s\n' "$*"; }
 
 say "environment"
+missing=""
+for module in torch timm safetensors pydantic numpy PIL sklearn matplotlib tqdm yaml; do
+    have "$module" || missing="$missing $module"
+done
+[ -z "$missing" ] || { echo "missing Python modules:$missing (pip install them first)"; exit 1; }
 "$PYTHON" - "$DEVICE" <<'PY'
 import sys
 

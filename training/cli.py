@@ -27,7 +27,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     from training.checkpoint import load_checkpoint
     from training.config import FIELDS, build_config, override_for_resume, read_config_file
-    from training.fit import CHECKPOINT_DIR, fit
+    from training.fit import fit
+    from training.trainer import CHECKPOINT_DIR
 
     flags = {key: value for key, value in vars(args).items() if key in FIELDS}
     resume = None

@@ -174,3 +174,24 @@ def test_training_loader_order_depends_on_seed_and_epoch(image_folder: FolderFac
     assert order(0, 1) == order(0, 1)
     assert order(0, 1) != order(0, 2)
     assert order(0, 1) != order(1, 1)
+
+
+def test_light_augmentation_keeps_the_evaluation_scale(tmp_path: Path) -> None:
+    """Light crops at a random place in the evaluation-resized image: with nothing to crop and no flips it is
+    exactly the evaluation transform, so objects are as large in training as in evaluation."""
+    prep = Preprocessing(resize_size=32, crop_size=32, interpolation="bilinear")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    light = train_transform(prep, "light", hflip=False)(image)
+    torch.testing.assert_close(light, torch.from_numpy(preprocess(image, prep)), atol=1e-5, rtol=0)
+
+
+def test_light_augmentation_crops_at_random_places_and_mirrors() -> None:
+    prep = Preprocessing(resize_size=40, crop_size=32)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 50, 3), dtype=np.uint8))
+    augment = train_transform(prep, "light", hflip=True)
+    torch.manual_seed(0)
+    outputs = [augment(image) for _ in range(8)]
+    assert all(out.shape == (3, 32, 32) for out in outputs)
+    assert len({out.sum().item() for out in outputs}) > 4  # different crops
+    torch.manual_seed(0)
+    assert torch.equal(augment(image), outputs[0])  # the torch generator drives it: seeded, resumable

@@ -97,13 +97,20 @@ def test_config_file_with_flags_overriding_it(
     data = image_folder({"red": 12, "green": 12, "blue": 12})
     config = tmp_path / "fit.yaml"
     config.write_text(
-        f"data: {data}\nbackbone: lenet5\nepochs: 3\nimage-size: 16\nlr: 0.01\nworkers: 0\nquiet: true\n"
-        f"run_dir: {tmp_path / 'run'}\nexport: false\n"
+        f"data: {data}\nbackbone: lenet5\nbatch-norm: true\nepochs: 3\nimage-size: 16\nlr: 0.01\nworkers: 0\n"
+        f"quiet: true\nrun_dir: {tmp_path / 'run'}\nexport: false\n"
+        # Most other knobs at once, so that each code path runs in a real fit.
+        "mode: partial\nunfreeze: 2\nlayer_decay: 0.5\noptimizer: sgd\nmomentum: 0.8\nnesterov: true\n"
+        "schedule: linear\nwarmup_epochs: 0.5\nlr_end: 0.001\nl1: 0.00001\nweight_decay: 0.001\n"
+        "label_smoothing: 0.1\nclip_grad_norm: 1.0\ndropout: 0.3\naugment: standard\npatience: 5\n"
     )
     assert main(["fit", "--config", str(config), "--epochs", "2"]) == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(history) == 2  # the flag won over the file
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "last.json").read_text())["state"]["config"]
+    assert saved["epochs"] == 2 and saved["optimizer"] == "sgd" and saved["nesterov"] is True
+    assert saved["image_size"] == 16 and saved["name"] == "data"  # resolved defaults are recorded too
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.training.conftest import FolderFactory
-from training import fit as fit_module
 from training import report
+from training import trainer as trainer_module
 from training.cli import main
 from training.loop import EarlyStopping, EpochStats
 from training.metrics import classification_metrics, cross_entropy, topk_accuracy
@@ -94,13 +94,13 @@ def test_early_stopping_restores_the_best_epoch_and_reports_overfitting(
     """Validation loss that bottoms out at epoch 2 and then rises: training stops after ``patience`` bad epochs
     and the exported network is the one of epoch 2."""
     scripted = iter([0.9, 0.5, 0.6, 0.7, 0.8, 0.9])
-    real_evaluate = fit_module.evaluate
+    real_evaluate = trainer_module.evaluate
 
     def evaluate(*args: Any, **kwargs: Any) -> EpochStats:
         measured = real_evaluate(*args, **kwargs)
         return EpochStats(next(scripted), measured.accuracy, measured.samples, measured.seconds)
 
-    monkeypatch.setattr(fit_module, "evaluate", evaluate)
+    monkeypatch.setattr(trainer_module, "evaluate", evaluate)
     data = image_folder({"a": 12, "b": 12})
     run = tmp_path / "run"
     args = ["fit", "--data", str(data), "--backbone", "lenet5", "--image-size", "16", "--epochs", "6", "--lr", "0.01",
