@@ -36,7 +36,7 @@ class Progress:
     epoch: int = 0  # epochs completed over all phases
     phase: int = 0  # the phase of the last completed epoch
     phase_epochs: int = 0  # epochs completed in that phase
-    phase_done: bool = False
+    stopped_early: bool = False  # the phase of the last completed epoch ended by early stopping
     history: list[dict[str, Any]] = field(default_factory=list)
     parameters: dict[str, list[int]] = field(default_factory=dict)  # phase name -> [trainable, total]
 
@@ -112,12 +112,19 @@ class Trainer:
 
     def run(self) -> None:
         phases = plan_phases(self.config)
-        pending = self._resume
-        first = self.progress.phase + (1 if self.progress.phase_done else 0) if pending else 0
-        if pending and first >= len(phases):
-            raise UserError(f"the run in {self.run_dir} already finished ({self.progress.epoch} epochs)")
+        pending, first = self._resume, 0
+        if pending is not None:
+            # A phase is finished when it stopped early or ran its epochs: more --epochs on resume extend the last.
+            current = self.progress.phase
+            done = self.progress.stopped_early or self.progress.phase_epochs >= phases[current].epochs
+            first = current + 1 if done else current
+            if first >= len(phases):
+                raise UserError(
+                    f"the run in {self.run_dir} already finished ({self.progress.epoch} epochs); "
+                    "resume with more --epochs to train further"
+                )
         for index in range(first, len(phases)):
-            continuing = pending is not None and index == self.progress.phase and not self.progress.phase_done
+            continuing = pending is not None and index == self.progress.phase
             self._run_phase(index, phases[index], pending if continuing else None, rng=pending)
             pending = None
 
@@ -154,7 +161,7 @@ class Trainer:
             self.stopper.new_phase()
         if rng is not None:
             checkpoint.set_rng_state(rng["rng"])  # last, so the epoch below draws what it would have drawn
-        self.progress.phase, self.progress.phase_done = index, False
+        self.progress.phase, self.progress.stopped_early = index, False
         for phase_epoch in range(start, phase.epochs):
             self.progress.phase_epochs = phase_epoch
             epoch = self.progress.epoch + 1
@@ -176,7 +183,7 @@ class Trainer:
             improved = self._record(epoch, phase, optimizer, trained, validated)
             self.progress.epoch, self.progress.phase_epochs = epoch, phase_epoch + 1
             stop = self.stopper.should_stop
-            self.progress.phase_done = stop or phase_epoch + 1 == phase.epochs
+            self.progress.stopped_early = stop
             if self.dist.is_main:
                 self._write_epoch(optimizer, scheduler, improved)
             if stop:

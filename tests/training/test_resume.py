@@ -81,6 +81,8 @@ def test_resume_refuses_to_change_the_experiment(
     assert "cannot change lr when resuming" in capsys.readouterr().err
     assert main(["fit", "--resume", str(tmp_path / "run")]) == 2
     assert "already finished" in capsys.readouterr().err
+    assert main(["fit", "--resume", str(tmp_path / "run"), "--epochs", "3", "--quiet"]) == 0  # extend the last phase
+    assert [row["epoch"] for row in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2, 3]
     assert main(["fit", "--resume", str(tmp_path / "nowhere")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
