@@ -412,8 +412,8 @@ def describe(names: list[str] | None = None) -> list[BackboneRow]:
             status = "none (trains from scratch)"
         elif lookup.found:
             status = f"yes: {lookup.source}"
-        else:
-            status = "not on this machine"
+        else:  # name the file to fetch elsewhere and copy here
+            status = "no" + (f" ({Path(lookup.looked_in[-1].split(' (')[0]).name})" if lookup.looked_in else "")
         prep = default_preprocessing(info)
         rows.append(BackboneRow(info.name, info.family, info.model, prep.crop_size, status, info.summary))
     return rows

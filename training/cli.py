@@ -97,8 +97,9 @@ def _backbones(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row.name:<20} {row.family:<12} {row.model:<22} {row.image_size:>4}  {row.weights}")
     print(
-        "\nAny timm or torchvision model also works as timm:<name> or torchvision:<name>. Weights are read from "
-        "$TORCH_HOME/hub/checkpoints, the Hugging Face cache, or --weights PATH; nothing is downloaded."
+        "\nAny timm or torchvision model also works as timm:<name> or torchvision:<name>. Pretrained weights are read "
+        "from $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints: copy the file named above there), "
+        "the Hugging Face cache, or --weights PATH; nothing is downloaded."
     )
     return 0
 
@@ -270,3 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # `... | head`: the reader left; say nothing more (as the Python docs advise)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
