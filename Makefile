@@ -41,6 +41,23 @@ format: $(STAMP)
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
+# --- training (docs/training.md) -------------------------------------------------------------------------------
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package (IDX files under /usr/share/datasets/fashion-mnist).
+FASHION_MNIST_DIR ?= data/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: prepare-fashion-mnist bench-training
+
+prepare-fashion-mnist: $(STAMP)
+	@if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
+		echo "Fashion-MNIST is not installed: installing Debian's dataset-fashion-mnist package (30 MB) with apt-get"; \
+		$(SUDO) apt-get install -y --no-install-recommends dataset-fashion-mnist; \
+	fi
+	$(PY) -m training prepare fashion-mnist --out $(FASHION_MNIST_DIR)
+
+bench-training: prepare-fashion-mnist
+	$(PY) scripts/bench_training.py --data $(FASHION_MNIST_DIR)
+
 # ---- Containers (docs/deployment.md) ----------------------------------------------------------------------------
 # `make docker` builds the serving image (default target) and the training image. Pass build arguments with
 # DOCKER_BUILD_ARGS, e.g. DOCKER_BUILD_ARGS='--build-arg TORCH_VARIANT=cu128' or '--build-arg WHEELHOUSE=1'.

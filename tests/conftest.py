@@ -78,3 +78,22 @@ def photo() -> Callable[[str], Image.Image]:
         return Image.fromarray(np.asarray(getattr(skimage.data, name)()))
 
     return load
+
+
+@pytest.fixture(scope="session")
+def digits_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's digits as an ImageFolder tree: ``train/`` (1,347) and ``test/`` (450), 32 px PNGs."""
+    from tests.training.digits import make_digits_tree
+
+    return make_digits_tree(tmp_path_factory.mktemp("digits") / "digits")
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(digits_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """A LeNet-5 fitted on the digits' ``train/`` through ``python -m training fit`` and exported: a real trained
+    bundle (``digits`` version 1, labels ``0`` .. ``9``) for end-to-end tests on ``digits_data / "test"``."""
+    from modelspec import read_bundle
+    from tests.training.digits import fit_digits_bundle
+
+    root = tmp_path_factory.mktemp("digits-fit")
+    return read_bundle(fit_digits_bundle(digits_data, root / "models", root / "run"))

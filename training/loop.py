@@ -1,0 +1,177 @@
+"""The training loop: one epoch of training, one pass of evaluation, and early stopping.
+
+These functions know nothing about phases, files or processes; ``training.fit`` strings them together.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from training.distributed import DistInfo, Precision, all_reduce_sum
+from training.optim import l1_penalty
+
+logger = logging.getLogger(__name__)
+
+Batches = DataLoader[tuple[torch.Tensor, int]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step needs besides the model and the data."""
+
+    device: torch.device
+    precision: Precision
+    memory_format: torch.memory_format = torch.contiguous_format
+    dist: DistInfo = DistInfo()
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    loss: float
+    accuracy: float
+    samples: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+def _to_device(images: torch.Tensor, labels: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+    images = images.to(step.device, non_blocking=True, memory_format=step.memory_format)
+    return images, labels.to(step.device, non_blocking=True)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Batches,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    criterion: nn.Module,
+    step: Step,
+    *,
+    l1: float = 0.0,
+    clip_grad_norm: float | None = None,
+    description: str = "train",
+) -> EpochStats:
+    """One pass over ``loader``: forward, loss (+ L1 penalty), backward, (clipping,) step, schedule step.
+
+    The caller puts the model in training mode (``transfer.set_train_mode``), which depends on what is frozen.
+    Loss and accuracy are those of the batches as trained (augmented, with dropout), summed over all processes.
+    """
+    # L1, like weight decay, applies to weight matrices and kernels, not to biases and normalisation parameters.
+    penalised = [p for group in optimizer.param_groups for p in group["params"] if p.ndim > 1] if l1 else []
+    totals = torch.zeros(3, dtype=torch.float64, device=step.device)  # loss sum, correct, samples
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=description, leave=False, disable=not step.progress, dynamic_ncols=True)
+    for index, (images, labels) in enumerate(bar):
+        images, labels = _to_device(images, labels, step)
+        with step.precision.autocast():
+            logits, _ = model(images)
+            loss = criterion(logits, labels)
+        objective = loss + l1 * l1_penalty(penalised) if penalised else loss
+        optimizer.zero_grad(set_to_none=True)
+        step.precision.backward_and_step(objective, optimizer, clip_grad_norm)
+        scheduler.step()
+        with torch.no_grad():
+            correct = (logits.argmax(dim=1) == labels).sum()
+            totals += torch.stack(
+                [loss.detach().double() * len(labels), correct.double(), totals.new_tensor(len(labels))]
+            )
+        if step.progress and index % 10 == 0:
+            bar.set_postfix(loss=f"{totals[0].item() / max(1.0, totals[2].item()):.3f}", refresh=False)
+    if not math.isfinite(float(totals[0])):
+        raise FloatingPointError("the training loss is not finite; lower the learning rate or clip gradients")
+    return _stats(totals, step.dist, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: Batches, criterion: nn.Module, step: Step, *, description: str = "val"
+) -> EpochStats:
+    """Loss and accuracy over ``loader`` in eval mode (this process's share; summed over all processes)."""
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=step.device)
+    start = time.perf_counter()
+    for images, labels in tqdm(loader, desc=description, leave=False, disable=not step.progress, dynamic_ncols=True):
+        images, labels = _to_device(images, labels, step)
+        with step.precision.autocast():
+            logits, _ = model(images)
+        loss = criterion(logits.float(), labels)
+        correct = (logits.argmax(dim=1) == labels).sum()
+        totals += torch.stack([loss.double() * len(labels), correct.double(), totals.new_tensor(len(labels))])
+    return _stats(totals, step.dist, time.perf_counter() - start)
+
+
+def _stats(totals: torch.Tensor, dist: DistInfo, seconds: float) -> EpochStats:
+    loss_sum, correct, samples = all_reduce_sum(totals, dist).tolist()
+    samples = max(samples, 1.0)
+    return EpochStats(loss=loss_sum / samples, accuracy=correct / samples, samples=int(samples), seconds=seconds)
+
+
+@torch.no_grad()
+def predict(
+    network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], step: Step
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (float32) and labels of every sample, in order, for the detailed metrics."""
+    network.eval()
+    all_logits, all_labels = [], []
+    for images, labels in batches:
+        logits, _ = network(images.to(step.device, memory_format=step.memory_format))
+        all_logits.append(logits.float().cpu().numpy())
+        all_labels.append(labels.numpy())
+    return np.concatenate(all_logits), np.concatenate(all_labels)
+
+
+class EarlyStopping:
+    """Tracks the best epoch by the monitored value; says when ``patience`` epochs brought no improvement."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int | None = None, min_delta: float = 0.0) -> None:
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.monitor == "val_accuracy":
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record an epoch's value; True when it is the best so far."""
+        if self._better(value):
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def new_phase(self) -> None:
+        """Patience restarts with each transfer phase; the best epoch so far is kept."""
+        self.bad_epochs = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]

@@ -1,0 +1,134 @@
+"""What a run leaves for people: the per-epoch history (CSV, JSON), the learning curves and confusion matrix
+(PNG), and a short report in plain words, including a warning when the curves show overfitting.
+
+Plots use matplotlib's object API with the Agg canvas, so no global backend is switched and no window opens.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+HISTORY_FIELDS = (
+    "epoch",
+    "phase",
+    "lr",
+    "train_images",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "images_per_second",
+)
+
+
+def write_history(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
+    """``history.csv`` and ``history.json``: one row per epoch."""
+    with (run_dir / "history.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    (run_dir / "history.json").write_text(json.dumps(list(history), indent=1) + "\n", encoding="utf-8")
+
+
+def overfitting_note(history: Sequence[dict[str, Any]], tolerance: float = 0.02) -> str | None:
+    """A sentence when validation loss ended above its best while training loss kept falling, else None."""
+    if len(history) < 3:
+        return None
+    best = min(range(len(history)), key=lambda i: history[i]["val_loss"])
+    last = history[-1]
+    if best == len(history) - 1:
+        return None
+    val_rose = last["val_loss"] > history[best]["val_loss"] * (1 + tolerance)
+    train_fell = last["train_loss"] < history[best]["train_loss"]
+    if not (val_rose and train_fell):
+        return None
+    return (
+        f"Validation loss rose from {history[best]['val_loss']:.3f} (epoch {history[best]['epoch']}) to "
+        f"{last['val_loss']:.3f} (epoch {last['epoch']}) while training loss kept falling "
+        f"({history[best]['train_loss']:.3f} -> {last['train_loss']:.3f}): the network is overfitting, learning "
+        "its training images rather than the classes. More data or augmentation, dropout, weight decay or fewer "
+        "epochs (early stopping: --patience) would help."
+    )
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path, best_epoch: int | None = None) -> None:
+    """Loss and accuracy per epoch, training against validation; the best epoch and phase changes marked."""
+    from matplotlib.figure import Figure
+
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for axes, key, title in ((loss_axes, "loss", "Loss"), (accuracy_axes, "accuracy", "Accuracy")):
+        axes.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label="training")
+        axes.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label="validation")
+        if best_epoch:
+            axes.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
+        for previous, row in zip(history, history[1:], strict=False):
+            if row["phase"] != previous["phase"]:
+                axes.axvline(row["epoch"] - 0.5, color="black", linestyle="--", linewidth=0.8, label=row["phase"])
+        axes.set(title=title, xlabel="epoch")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.savefig(path, dpi=100)
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> None:
+    """Rows are true classes, columns predictions; colours are shares of each true class, numbers are counts."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(matrix)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.45 * len(labels) + 2)
+    figure = Figure(figsize=(size + 1, size), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    ticks = range(len(labels))
+    axes.set_xticks(ticks, labels, rotation=90)
+    axes.set_yticks(ticks, labels)
+    axes.set(xlabel="predicted", ylabel="true", title=title)
+    if len(labels) <= 30:
+        for (row, column), count in np.ndenumerate(counts):
+            if count:
+                colour = "white" if shares[row, column] > 0.5 else "black"
+                axes.text(column, row, str(count), ha="center", va="center", fontsize=7, color=colour)
+    figure.savefig(path, dpi=100)
+
+
+def format_count(value: int) -> str:
+    return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value:,}"
+
+
+def render(sections: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """Markdown from (heading, lines) pairs."""
+    out = []
+    for heading, lines in sections:
+        out.append(f"## {heading}")
+        out.extend(lines)
+        out.append("")
+    return "\n".join(out)
+
+
+def write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def per_class_lines(metrics: dict[str, Any], limit: int = 30) -> list[str]:
+    """A markdown table of per-class precision, recall and F1 (omitted above ``limit`` classes)."""
+    per_class = metrics["per_class"]
+    if len(per_class) > limit:
+        return [f"- per-class scores for the {len(per_class)} classes: see metrics.json"]
+    lines = ["", "| class | precision | recall | F1 | images |", "|---|---|---|---|---|"]
+    for name, scores in per_class.items():
+        numbers = " | ".join(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1"))
+        lines.append(f"| {name} | {numbers} | {scores['support']} |")
+    return lines
