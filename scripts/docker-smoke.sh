@@ -244,7 +244,7 @@ train_version() {
     fi
     elapsed "$start" "$(now)"
     echo >&2
-    grep -E 'INFO training.fit: epoch|wrote bundle' "$WORK/train-$version.log" >&2 || true
+    grep -E 'INFO training[.a-z]*: epoch|wrote bundle' "$WORK/train-$version.log" >&2 || true
     "$PYTHON" "${CLIENT[@]}" wait-model "$url" "$TRAIN_MODEL" --version "$version" --exact --timeout 60 --grace 15 >&2
 }
 
