@@ -1,9 +1,9 @@
-"""Adaptive dynamic batching: requests queue, and one worker thread takes whatever is waiting the moment it is free.
+"""Adaptive dynamic batching: requests queue, and a worker thread takes whatever is waiting the moment it is free.
 
 Under load, batches grow by themselves (more requests arrive while a batch runs); a lone request never waits for a
 batch to fill, because the worker starts as soon as it finds anything in the queue. An optional ``max_wait`` trades
-latency for larger batches. Inference runs on the worker thread, so the event loop keeps accepting and decoding
-requests meanwhile (ONNX Runtime and torch release the GIL).
+latency for larger batches. Inference runs on the worker threads (one by default; more let several batches run at
+once), so the event loop keeps accepting and decoding requests meanwhile (ONNX Runtime and torch release the GIL).
 
 A request's images stay together as one job; when a combined batch fails, each job is retried alone, so one bad
 input fails only its own request.
@@ -41,6 +41,7 @@ class _Job:
     images: Batch
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Outputs]
+    record: bool = True
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -48,7 +49,8 @@ _STOP = object()
 
 
 class Batcher:
-    """Runs ``run(batch)`` for queued jobs on a dedicated thread, combining jobs up to ``max_batch_size`` images."""
+    """Runs ``run(batch)`` for queued jobs on ``workers`` dedicated threads, combining jobs up to
+    ``max_batch_size`` images."""
 
     def __init__(
         self,
@@ -59,9 +61,12 @@ class Batcher:
         combine: bool = True,
         observer: BatchObserver | None = None,
         name: str = "model",
+        workers: int = 1,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
@@ -70,13 +75,22 @@ class Batcher:
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"batcher-{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    async def infer(self, images: Batch) -> Outputs:
-        """Queue one request's images (NCHW) and wait for its ``(logits, embeddings)``."""
+    @property
+    def pending(self) -> int:
+        """Jobs queued and not yet taken by a worker."""
+        return self._queue.qsize()
+
+    async def infer(self, images: Batch, *, record: bool = True) -> Outputs:
+        """Queue one request's images (NCHW) and wait for its ``(logits, embeddings)``; ``record=False`` keeps
+        the job out of the observer's numbers (warm-up)."""
         loop = asyncio.get_running_loop()
-        job = _Job(images=images, loop=loop, future=loop.create_future())
+        job = _Job(images=images, loop=loop, future=loop.create_future(), record=record)
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("this model version is being unloaded")
@@ -89,8 +103,11 @@ class Batcher:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
-        self._thread.join(timeout)
+            for _ in self._threads:
+                self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # The worker thread
 
@@ -141,8 +158,9 @@ class Batcher:
                 self._process([job])
             return
         elapsed = time.perf_counter() - started
-        if self._observer is not None:
-            self._observer(sum(len(j.images) for j in live), [started - j.enqueued_at for j in live], elapsed)
+        recorded = [job for job in live if job.record]
+        if self._observer is not None and recorded:
+            self._observer(sum(len(j.images) for j in recorded), [started - j.enqueued_at for j in recorded], elapsed)
         offset = 0
         for job in live:
             count = len(job.images)

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     device: str = Field(default="cuda", description="Torch device used by the torch backend when CUDA exists.")
     fp16: bool = Field(default=True, description="Half precision for the torch backend on CUDA.")
     intra_op_threads: int = Field(default=0, ge=0, description="Inference threads; 0 = one per available core.")
+    intra_op_spinning: bool = Field(
+        default=False,
+        description="Let idle ONNX Runtime threads spin-wait for work: a lone request gets a little faster, but "
+        "under load the spinning takes CPU the decode threads need.",
+    )
+    inference_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Batches of one model that run at the same time (they share the intra-op threads).",
+    )
     decode_threads: int = Field(default=0, ge=0, description="Image decoding threads; 0 = one per available core.")
     max_batch_size: int = Field(default=16, ge=1, description="Largest batch the batcher forms.")
     max_batch_wait_ms: float = Field(

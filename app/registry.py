@@ -220,6 +220,7 @@ class ModelRegistry:
                 combine=self._settings.batching,
                 observer=self._metrics.batch_observer(bundle.name),
                 name=f"{bundle.name}-{bundle.version}",
+                workers=self._settings.inference_workers,
             )
         except BaseException:
             backend.close()

@@ -44,7 +44,7 @@ def create_backend(settings: Settings, bundle: Bundle) -> Backend:
     if kind == "onnx":
         from app.backends.ort import OnnxBackend
 
-        return OnnxBackend(bundle, settings.resolved_intra_op_threads())
+        return OnnxBackend(bundle, settings.resolved_intra_op_threads(), spinning=settings.intra_op_spinning)
     if importlib.util.find_spec("torch") is None:
         raise BackendUnavailableError(
             "the torch backend needs PyTorch: pip install 'imgclf[torch]', or set IMGCLF_BACKEND=onnx"
