@@ -33,6 +33,16 @@ async def watch_models(registry: ModelRegistry, interval: float) -> None:
             logger.exception("scanning the models folder failed; will retry")
 
 
+async def warm_up(pipeline: InferencePipeline, registry: ModelRegistry, decode_threads: int) -> None:
+    """The registry warms each backend up; this warms the request path around it (decode threads, batcher)."""
+    for versions in registry.snapshot.values():
+        model = versions[max(versions)]
+        try:
+            await pipeline.warm_up(model, decode_threads)
+        except Exception:
+            logger.exception("warming up %s version %d failed; serving anyway", model.name, model.version)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app_metrics = Metrics()
@@ -44,12 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report = await asyncio.to_thread(registry.refresh)
         if not report.loaded:
             logger.warning("no model loaded from %s; readiness stays 503 until one appears", settings.models_dir)
-        app.state.services = Services(
-            settings=settings,
-            metrics=app_metrics,
-            registry=registry,
-            pipeline=InferencePipeline(settings, app_metrics, decode_pool),
-        )
+        pipeline = InferencePipeline(settings, app_metrics, decode_pool)
+        if settings.warmup:
+            await warm_up(pipeline, registry, settings.resolved_decode_threads())
+        app.state.services = Services(settings=settings, metrics=app_metrics, registry=registry, pipeline=pipeline)
         watcher = (
             asyncio.create_task(watch_models(registry, settings.watch_interval)) if settings.watch_interval else None
         )
