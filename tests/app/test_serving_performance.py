@@ -1,0 +1,162 @@
+"""The serving-performance behaviour with a tiny model: batching changes no answer, warm-up, threads, tuning."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import app.registry
+from app.backends import Backend, Batch, Outputs, create_backend
+from app.backends.ort import OnnxBackend
+from app.config import Settings
+from app.runtime import MALLOC_ENVIRONMENT, keep_freed_memory
+from modelspec import Bundle, read_bundle
+from tests.app.conftest import ClientFactory
+from tests.app.test_api import shape_image
+from tests.conftest import encode
+
+IMAGES = [
+    encode(shape_image(kind, size), fmt)
+    for kind in ("circle", "square")
+    for size in ((64, 48), (41, 77), (33, 33))
+    for fmt in ("JPEG", "PNG")
+]
+
+
+class GatedBackend:
+    """Wraps a real backend; once ``hold`` is set, its next batch waits until ``hold()`` is true, so requests pile
+    up in the batcher's queue behind it. Records the size of every batch."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.device = inner.device
+        self.hold: Callable[[], bool] | None = None
+        self.sizes: list[int] = []
+
+    def run(self, batch: Batch) -> Outputs:
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            deadline = time.monotonic() + 10  # a safety net for a stuck test, not a timing assertion
+            while not hold() and time.monotonic() < deadline:
+                time.sleep(0.002)
+        self.sizes.append(len(batch))
+        return self.inner.run(batch)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def gated(monkeypatch: pytest.MonkeyPatch) -> list[GatedBackend]:
+    """Every backend the registry creates from now on is gated; the list collects them."""
+    created: list[GatedBackend] = []
+
+    def factory(settings: Settings, bundle: Bundle) -> Backend:
+        backend = GatedBackend(create_backend(settings, bundle))
+        created.append(backend)
+        return backend
+
+    monkeypatch.setattr(app.registry, "create_backend", factory)
+    return created
+
+
+def post_concurrently(client: TestClient, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def post(data: bytes) -> dict[str, Any]:
+        response = client.post(path, content=data, headers={"content-type": "image/jpeg"}, params=params)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()["results"][0]
+        return result
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(post, IMAGES * 3))
+
+
+@pytest.mark.parametrize("path", ["/v1/predict", "/v1/features"])
+def test_results_are_identical_with_batching_on_and_off(
+    make_client: ClientFactory, gated: list[GatedBackend], path: str
+) -> None:
+    params: dict[str, Any] = {"top_k": 3} if path == "/v1/predict" else {}
+    answers = {}
+    for batching in (False, True):
+        client = make_client(batching=batching, max_batch_size=8)
+        backend = gated[-1]
+        batcher = client.app.state.services.registry.get(None).batcher  # type: ignore[attr-defined]
+        backend.sizes.clear()
+        backend.hold = lambda batcher=batcher: batcher.pending >= 4
+        answers[batching] = post_concurrently(client, path, params)
+        if batching:
+            assert max(backend.sizes) >= 4  # the queued requests really were combined
+        else:
+            assert set(backend.sizes) == {1}
+    for alone, combined in zip(answers[False], answers[True], strict=True):
+        if path == "/v1/predict":
+            assert [p["index"] for p in alone["predictions"]] == [p["index"] for p in combined["predictions"]]
+            np.testing.assert_allclose(
+                [p["score"] for p in alone["predictions"]], [p["score"] for p in combined["predictions"]], rtol=1e-6
+            )
+        else:
+            np.testing.assert_allclose(alone["embedding"], combined["embedding"], rtol=1e-6, atol=1e-7)
+
+
+def test_warm_up_starts_the_decode_threads_and_counts_no_traffic(make_client: ClientFactory) -> None:
+    before = set(threading.enumerate())
+    client = make_client(decode_threads=2)
+    started = set(threading.enumerate()) - before
+    assert sum(thread.name.startswith("decode") for thread in started) == 2
+    text = client.get("/metrics").text
+    assert 'imgclf_batch_size_count{model="tiny"} 0.0' in text
+    assert "imgclf_decode_seconds_count 0.0" in text
+
+
+def test_without_warm_up_the_decode_threads_start_on_demand(make_client: ClientFactory) -> None:
+    before = set(threading.enumerate())
+    make_client(decode_threads=2, warmup=False)
+    started = set(threading.enumerate()) - before
+    assert not any(thread.name.startswith("decode") for thread in started)
+
+
+def test_requests_do_not_hop_through_the_framework_thread_pool(client: TestClient) -> None:
+    """Sync dependencies would run on AnyIO's worker threads: two thread switches per request for nothing."""
+    for _ in range(3):
+        assert client.post("/v1/predict", content=IMAGES[0], headers={"content-type": "image/jpeg"}).status_code == 200
+        assert client.get("/v1/models/tiny").status_code == 200
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("AnyIO worker")]
+
+
+def test_two_inference_workers_answer_every_request(make_client: ClientFactory) -> None:
+    before = set(threading.enumerate())
+    client = make_client(inference_workers=2)
+    assert sum(thread.name.startswith("batcher-tiny-1-") for thread in set(threading.enumerate()) - before) == 2
+    single = make_client()
+    together = post_concurrently(client, "/v1/predict", {"top_k": 3})
+    alone = post_concurrently(single, "/v1/predict", {"top_k": 3})
+    assert [[p["index"] for p in r["predictions"]] for r in together] == [
+        [p["index"] for p in r["predictions"]] for r in alone
+    ]
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_onnx_spinning_follows_the_setting(tiny_models_dir: Any, spinning: bool) -> None:
+    backend = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 1, spinning=spinning)
+    options = backend._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+    backend.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_malloc_tuning_sets_the_environment_for_workers_and_respects_the_user() -> None:
+    environ: dict[str, str] = {}
+    assert keep_freed_memory(environ) is True
+    assert set(environ) == set(MALLOC_ENVIRONMENT)
+    user = dict.fromkeys(MALLOC_ENVIRONMENT, "12345")
+    assert keep_freed_memory(user) is True
+    assert user == dict.fromkeys(MALLOC_ENVIRONMENT, "12345")
