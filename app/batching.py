@@ -50,7 +50,11 @@ _STOP = object()
 
 class Batcher:
     """Runs ``run(batch)`` for queued jobs on ``workers`` dedicated threads, combining jobs up to
-    ``max_batch_size`` images."""
+    ``max_batch_size`` images.
+
+    With several workers, a batch that runs alone (no other batch running or waiting) goes to ``run_alone``
+    instead: a backend can then give it every thread, and split the threads between batches under load.
+    """
 
     def __init__(
         self,
@@ -62,12 +66,14 @@ class Batcher:
         observer: BatchObserver | None = None,
         name: str = "model",
         workers: int = 1,
+        run_alone: Callable[[Batch], Outputs] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._run = run
+        self._run_alone = run_alone or run
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.combine = combine
@@ -75,6 +81,7 @@ class Batcher:
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        self._busy = 0  # workers running a batch, under _lock
         self._threads = [
             threading.Thread(target=self._work, name=f"batcher-{name}-{i}", daemon=True) for i in range(workers)
         ]
@@ -119,7 +126,15 @@ class Batcher:
                 return
             assert isinstance(first, _Job)
             jobs, stopping = self._gather(first)
-            self._process(jobs)
+            with self._lock:
+                # Alone: no other batch is running and none is waiting to, so this one may use every thread.
+                alone = self._busy == 0 and (len(self._threads) == 1 or self._queue.empty())
+                self._busy += 1
+            try:
+                self._process(jobs, self._run_alone if alone else self._run)
+            finally:
+                with self._lock:
+                    self._busy -= 1
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """Take ``first`` and whatever else is queued (waiting up to ``max_wait``), up to the batch size."""
@@ -140,14 +155,14 @@ class Batcher:
             size += len(item.images)
         return jobs, False
 
-    def _process(self, jobs: list[_Job]) -> None:
+    def _process(self, jobs: list[_Job], run: Callable[[Batch], Outputs]) -> None:
         live = [job for job in jobs if not job.future.cancelled()]
         if not live:
             return
         started = time.perf_counter()
         try:
             outputs = self._run_in_chunks(
-                np.concatenate([job.images for job in live]) if len(live) > 1 else live[0].images
+                run, np.concatenate([job.images for job in live]) if len(live) > 1 else live[0].images
             )
         except Exception as exc:
             if len(live) == 1:
@@ -155,7 +170,7 @@ class Batcher:
                 return
             logger.warning("a batch of %d requests failed (%s); retrying each alone", len(live), exc)
             for job in live:
-                self._process([job])
+                self._process([job], run)
             return
         elapsed = time.perf_counter() - started
         recorded = [job for job in live if job.record]
@@ -167,10 +182,10 @@ class Batcher:
             self._deliver(job, (outputs[0][offset : offset + count], outputs[1][offset : offset + count]))
             offset += count
 
-    def _run_in_chunks(self, batch: Batch) -> Outputs:
+    def _run_in_chunks(self, run: Callable[[Batch], Outputs], batch: Batch) -> Outputs:
         if len(batch) <= self.max_batch_size:
-            return self._run(batch)
-        parts = [self._run(batch[i : i + self.max_batch_size]) for i in range(0, len(batch), self.max_batch_size)]
+            return run(batch)
+        parts = [run(batch[i : i + self.max_batch_size]) for i in range(0, len(batch), self.max_batch_size)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     @staticmethod

@@ -50,9 +50,10 @@ class Settings(BaseSettings):
         "under load the spinning takes CPU the decode threads need.",
     )
     inference_workers: int = Field(
-        default=1,
-        ge=1,
-        description="Batches of one model that run at the same time (they share the intra-op threads).",
+        default=0,
+        ge=0,
+        description="Batches of one model that may run at the same time; 0 = one per intra-op thread on ONNX "
+        "Runtime (under load each batch then runs on its own thread; a batch alone still gets them all), 1 on torch.",
     )
     decode_threads: int = Field(default=0, ge=0, description="Image decoding threads; 0 = one per available core.")
     max_batch_size: int = Field(default=16, ge=1, description="Largest batch the batcher forms.")
@@ -95,3 +96,8 @@ class Settings(BaseSettings):
 
     def resolved_decode_threads(self) -> int:
         return self.decode_threads or self.cores_per_worker()
+
+    def resolved_inference_workers(self, backend: str) -> int:
+        if self.inference_workers:
+            return self.inference_workers
+        return self.resolved_intra_op_threads() if backend == "onnx" else 1

@@ -9,6 +9,7 @@ keep the model they started with. Unloaded versions' batchers finish their queue
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -220,7 +221,8 @@ class ModelRegistry:
                 combine=self._settings.batching,
                 observer=self._metrics.batch_observer(bundle.name),
                 name=f"{bundle.name}-{bundle.version}",
-                workers=self._settings.inference_workers,
+                workers=self._settings.resolved_inference_workers(backend.name),
+                run_alone=getattr(backend, "run_alone", None),
             )
         except BaseException:
             backend.close()
@@ -242,8 +244,12 @@ class ModelRegistry:
         sizes = {1}
         if self._settings.warmup:
             sizes |= {min(4, self._settings.max_batch_size), self._settings.max_batch_size}
-        for size in sorted(sizes):
-            logits, embeddings = backend.run(np.zeros((size, 3, crop, crop), dtype=np.float32))
+        runs = [backend.run]
+        run_alone = getattr(backend, "run_alone", None)
+        if self._settings.warmup and run_alone is not None and run_alone != backend.run:
+            runs.append(run_alone)  # a second session: warm it up too
+        for size, run in itertools.product(sorted(sizes), runs):
+            logits, embeddings = run(np.zeros((size, 3, crop, crop), dtype=np.float32))
             if logits.shape != (size, bundle.spec.num_classes) or embeddings.shape != (
                 size,
                 bundle.spec.embedding_size,

@@ -146,10 +146,23 @@ def test_two_inference_workers_answer_every_request(make_client: ClientFactory) 
 
 @pytest.mark.parametrize("spinning", [False, True])
 def test_onnx_spinning_follows_the_setting(tiny_models_dir: Any, spinning: bool) -> None:
-    backend = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 1, spinning=spinning)
-    options = backend._session.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+    backend = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 2, spinning=spinning, concurrent_threads=1)
+    for session in backend.sessions:
+        value = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        assert value == ("1" if spinning else "0")
     backend.close()
+
+
+def test_onnx_lone_and_concurrent_sessions_agree(tiny_models_dir: Any) -> None:
+    backend = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 2, concurrent_threads=1)
+    alone, concurrent = backend.sessions
+    assert alone.get_session_options().intra_op_num_threads == 2
+    assert concurrent.get_session_options().intra_op_num_threads == 1
+    batch = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    for mine, theirs in zip(backend.run(batch), backend.run_alone(batch), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    single = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 1, concurrent_threads=1)
+    assert len(single.sessions) == 1 and single.run_alone == single.run
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
