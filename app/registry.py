@@ -244,6 +244,9 @@ class ModelRegistry:
         sizes = {1}
         if self._settings.warmup:
             sizes |= {min(4, self._settings.max_batch_size), self._settings.max_batch_size}
+            if backend.device.startswith("cuda"):
+                # cuDNN picks its kernels per input shape, and CUDA loads them lazily: cheap to do all up front.
+                sizes |= set(range(1, self._settings.max_batch_size + 1))
         runs = [backend.run]
         run_alone = getattr(backend, "run_alone", None)
         if self._settings.warmup and run_alone is not None and run_alone != backend.run:

@@ -334,7 +334,7 @@ class Server:
 @contextlib.contextmanager
 def serve(models_dir: Path, model: str, extra_env: dict[str, str], log_dir: Path, label: str) -> Iterator[Server]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGCLF_")}
+    env = dict(os.environ)  # IMGCLF_* settings in the environment apply to the service as to the in-process part
     env.update(IMGCLF_MODELS_DIR=str(models_dir), IMGCLF_DEFAULT_MODEL=model, IMGCLF_PORT=str(port))
     env.update(extra_env)
     log = log_dir / f"server-{label}.log"
@@ -497,7 +497,7 @@ class Point:
 
     @property
     def cpu_ms_per_image(self) -> float:
-        return self.server_cpu * 1000 / max(self.load.rate, 1e-9)
+        return self.server_cpu * 1000 / self.load.rate if self.load.rate else float("nan")
 
 
 def measure_point(server: Server, batching: bool, clients: int, seconds: float, generate: Callable[..., Load]) -> Point:
@@ -540,7 +540,7 @@ class Pair:
 
     @property
     def ratio(self) -> float:
-        return self.http.load.rate / self.in_process.images_per_second
+        return self.http.load.rate / self.in_process.images_per_second if self.in_process.images_per_second else 0.0
 
 
 def measure_pairs(
@@ -573,6 +573,7 @@ class Report:
     model: str
     image_bytes: int
     client: str
+    backend: str
     seconds: float
     in_process_seconds: float
     in_process: InProcess
@@ -604,6 +605,7 @@ def render(report: Report) -> str:
     c1 = on.get(1)
     worst = max(report.points, key=lambda p: p.clients)
     settings = report.settings
+    overrides = ", ".join(f"`{k}={v}`" for k, v in sorted(os.environ.items()) if k.startswith("IMGCLF_"))
     versions_text = ", ".join(f"{k} {v}" for k, v in report.machine.items() if k not in ("cpu", "cores", "host"))
     lines = [
         SECTION,
@@ -614,10 +616,11 @@ def render(report: Report) -> str:
         f"(1 min) {report.load_before:.2f} before the run and {report.load_after:.2f} after (other work shares "
         "this machine: compare numbers from the same run, as ratios).",
         f"- Software: {versions_text}.",
-        f"- Model: `{report.model}` (EfficientNet-Lite0, ImageNet), ONNX Runtime on the CPU. Image: scikit-image "
+        f"- Model: `{report.model}` (EfficientNet-Lite0, ImageNet) on the service's backend: {report.backend}. "
+        "Image: scikit-image "
         f"`chelsea` resized to 640x480, JPEG quality 90 ({report.image_bytes / 1024:.0f} KiB), posted to "
         "`/v1/predict` as a raw `image/jpeg` body.",
-        f"- Service: `python -m app` with default settings: {settings.workers} worker, "
+        f"- Service: `python -m app` with {overrides or 'default settings'}: {settings.workers} worker, "
         f"{settings.resolved_intra_op_threads()} intra-op threads, {settings.resolved_decode_threads()} decode "
         f"threads, max batch {settings.max_batch_size}, max wait {settings.max_batch_wait_ms:g} ms. Load: "
         f"{report.client}, closed loop, {report.seconds:g} s per point after a 2 s warm-up at the same concurrency.",
@@ -722,7 +725,7 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text.rstrip("\n") + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--model", default="efficientnet-lite0")
@@ -735,8 +738,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pairs", type=int, default=3, help="alternating in-process / HTTP c=16 rounds for the noise-robust ratio"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="'-' prints instead")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+@dataclass
+class HttpResults:
+    points: list[Point] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    startup_s: float = 0.0
+    first_ms: list[float] = field(default_factory=lambda: [0.0])
+
+
+def measure_http(
+    args: argparse.Namespace,
+    models_dir: Path,
+    data: bytes,
+    work: Path,
+    bench: InProcessBench,
+    in_process: InProcess,
+    generate: Callable[..., Load],
+) -> HttpResults:
+    """The service with batching on (and off), at each concurrency; the paired rounds with batching on."""
+    results = HttpResults()
+    for batching in [True] if args.no_batching_off else [True, False]:
+        env = {} if batching else {"IMGCLF_BATCHING": "false"}
+        label = "batching-on" if batching else "batching-off"
+        with serve(models_dir, args.model, env, work, label) as server:
+            print(f"service ({label}): ready after {server.startup_s:.2f} s", flush=True)
+            if batching:
+                results.startup_s, results.first_ms = server.startup_s, first_requests_ms(server.port, data)
+            for clients in args.concurrency:
+                results.points.append(measure_point(server, batching, clients, args.seconds, generate))
+            if batching and args.pairs:
+                results.pairs = measure_pairs(bench, in_process, server, args, generate)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     models_dir = args.models_dir.resolve()
     bundle = find_bundle(models_dir, args.model)
     settings = Settings(models_dir=models_dir)
@@ -765,25 +804,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print("in-process:", flush=True)
         bench = InProcessBench(bundle, data, settings)
+        backend_text = f"{bench.backend.name} on {bench.backend.device}"
+        if bench.backend.name == "torch":
+            backend_text += f" ({'fp16' if settings.fp16 and bench.backend.device.startswith('cuda') else 'fp32'})"
         in_process = bench.sweep(args.in_process_seconds)
         large = large_jpeg_ms(bundle.spec.preprocessing)
         print(f"  4000x3000 JPEG: {large[0]:.1f} ms with draft, {large[1]:.1f} ms without", flush=True)
-
-        points: list[Point] = []
-        pairs: list[Pair] = []
-        startup_s, first_ms = 0.0, [0.0]
-        modes = [True] if args.no_batching_off else [True, False]
-        for batching in modes:
-            env = {} if batching else {"IMGCLF_BATCHING": "false"}
-            label = "batching-on" if batching else "batching-off"
-            with serve(models_dir, args.model, env, work, label) as server:
-                print(f"service ({label}): ready after {server.startup_s:.2f} s", flush=True)
-                if batching:
-                    startup_s, first_ms = server.startup_s, first_requests_ms(server.port, data)
-                for clients in args.concurrency:
-                    points.append(measure_point(server, batching, clients, args.seconds, generate))
-                if batching and args.pairs:
-                    pairs = measure_pairs(bench, in_process, server, args, generate)
+        http = measure_http(args, models_dir, data, work, bench, in_process, generate)
         bench.close()
 
     report = Report(
@@ -793,13 +820,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=f"{bundle.name}` version `{bundle.version}",
         image_bytes=len(data),
         client=f"wrk {machine.get('wrk', '')} (Lua script)" if use_wrk else "asyncio Python client",
+        backend=backend_text,
         seconds=args.seconds,
         in_process_seconds=args.in_process_seconds,
         in_process=in_process,
-        points=points,
-        pairs=pairs,
-        startup_s=startup_s,
-        first_ms=first_ms,
+        points=http.points,
+        pairs=http.pairs,
+        startup_s=http.startup_s,
+        first_ms=http.first_ms,
         large_jpeg=large,
         load_before=load_before,
         load_after=load_average(),
