@@ -7,16 +7,18 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+import app.config
 import app.registry
 from app.backends import Backend, Batch, Outputs, create_backend
 from app.backends.ort import OnnxBackend
-from app.config import Settings
+from app.config import Settings, available_cores, cgroup_cpu_limit
 from app.runtime import MALLOC_ENVIRONMENT, keep_freed_memory
 from modelspec import Bundle, read_bundle
 from tests.app.conftest import ClientFactory
@@ -173,3 +175,31 @@ def test_malloc_tuning_sets_the_environment_for_workers_and_respects_the_user() 
     user = dict.fromkeys(MALLOC_ENVIRONMENT, "12345")
     assert keep_freed_memory(user) is True
     assert user == dict.fromkeys(MALLOC_ENVIRONMENT, "12345")
+
+
+@pytest.mark.parametrize(
+    ("files", "cores"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2.0),
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_container_cpu_quota_is_read_from_cgroups(tmp_path: Path, files: dict[str, str], cores: float | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_limit(tmp_path) == cores
+
+
+def test_threads_are_sized_from_the_cpu_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.config, "cgroup_cpu_limit", lambda: 1.5)
+    monkeypatch.setattr(app.config.os, "sched_getaffinity", lambda pid: set(range(64)))
+    settings = Settings()
+    assert available_cores() == 2
+    assert settings.resolved_intra_op_threads() == settings.resolved_decode_threads() == 2
+    assert settings.resolved_inference_workers("onnx") == 2 and settings.resolved_inference_workers("torch") == 1
+    assert Settings(workers=2).resolved_decode_threads() == 1
