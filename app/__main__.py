@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import uvicorn
 
 from app.config import Settings
-from app.runtime import keep_freed_memory
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,8 +20,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {key: value for key, value in vars(args).items() if value is not None}
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.tune_malloc:
-        keep_freed_memory()
     common = {
         "host": settings.host,
         "port": settings.port,

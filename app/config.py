@@ -104,11 +104,6 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Server processes, each with its own models; threads are split between them."
     )
     access_log: bool = Field(default=True, description="Log one line per request.")
-    tune_malloc: bool = Field(
-        default=True,
-        description="Keep freed memory for the next image instead of returning it to the OS each time (glibc "
-        "malloc thresholds, set by python -m app); saves page faults worth ~2 ms per image on a small VM.",
-    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def cores_per_worker(self) -> int:

@@ -52,7 +52,6 @@ from PIL import Image  # noqa: E402
 
 from app.config import Settings, available_cores  # noqa: E402
 from app.imaging import DecodeLimits, decode_and_preprocess  # noqa: E402
-from app.runtime import keep_freed_memory  # noqa: E402
 from modelspec import Bundle, Preprocessing, list_models, read_bundle  # noqa: E402
 
 CONCURRENCY = (1, 4, 16, 64)
@@ -779,8 +778,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     models_dir = args.models_dir.resolve()
     bundle = find_bundle(models_dir, args.model)
     settings = Settings(models_dir=models_dir)
-    if settings.tune_malloc:
-        keep_freed_memory()  # as python -m app does, so the in-process limit gets the same allocator
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
     if args.client == "wrk" and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk), or use --client python")

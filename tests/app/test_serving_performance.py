@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,6 @@ import app.registry
 from app.backends import Backend, Batch, Outputs, create_backend
 from app.backends.ort import OnnxBackend
 from app.config import Settings, available_cores, cgroup_cpu_limit
-from app.runtime import MALLOC_ENVIRONMENT, keep_freed_memory
 from modelspec import Bundle, read_bundle
 from tests.app.conftest import ClientFactory
 from tests.app.test_api import shape_image
@@ -165,16 +163,6 @@ def test_onnx_lone_and_concurrent_sessions_agree(tiny_models_dir: Any) -> None:
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
     single = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 1, concurrent_threads=1)
     assert len(single.sessions) == 1 and single.run_alone == single.run
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
-def test_malloc_tuning_sets_the_environment_for_workers_and_respects_the_user() -> None:
-    environ: dict[str, str] = {}
-    assert keep_freed_memory(environ) is True
-    assert set(environ) == set(MALLOC_ENVIRONMENT)
-    user = dict.fromkeys(MALLOC_ENVIRONMENT, "12345")
-    assert keep_freed_memory(user) is True
-    assert user == dict.fromkeys(MALLOC_ENVIRONMENT, "12345")
 
 
 @pytest.mark.parametrize(
