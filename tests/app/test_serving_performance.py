@@ -148,8 +148,9 @@ def test_two_inference_workers_answer_every_request(make_client: ClientFactory) 
 def test_onnx_spinning_follows_the_setting(tiny_models_dir: Any, spinning: bool) -> None:
     backend = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 2, spinning=spinning, concurrent_threads=1)
     for session in backend.sessions:
-        value = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
-        assert value == ("1" if spinning else "0")
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+        assert options.get_session_config_entry("session.use_env_allocators") == "1"  # one arena for all
     backend.close()
 
 
