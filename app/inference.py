@@ -84,7 +84,10 @@ class InferencePipeline:
 
     async def _run_on(self, model: LoadedModel, uploads: Sequence[Upload]) -> list[ImageOutcome]:
         prep = model.spec.preprocessing
-        decoded = await asyncio.gather(*(self._decode(upload.data, prep) for upload in uploads))
+        if len(uploads) == 1:  # the common case: no task per image, one loop iteration less
+            decoded: Sequence[Float32Array | APIError] = [await self._decode(uploads[0].data, prep)]
+        else:
+            decoded = await asyncio.gather(*(self._decode(upload.data, prep) for upload in uploads))
         arrays = {i: item for i, item in enumerate(decoded) if not isinstance(item, APIError)}
         outcomes = [
             ImageOutcome(upload.filename, error=item if isinstance(item, APIError) else None)
