@@ -9,9 +9,9 @@ keep the model they started with. Unloaded versions' batchers finish their queue
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -210,6 +210,7 @@ class ModelRegistry:
         return keep
 
     def _load(self, path: Path) -> LoadedModel:
+        started = time.perf_counter()
         bundle = read_bundle(path)
         backend = self._backend_factory(self._settings, bundle)
         try:
@@ -228,12 +229,13 @@ class ModelRegistry:
             backend.close()
             raise
         logger.info(
-            "loaded %s version %d (%s on %s, %d classes)",
+            "loaded %s version %d (%s on %s, %d classes) in %.2f s",
             bundle.name,
             bundle.version,
             backend.name,
             backend.device,
             bundle.spec.num_classes,
+            time.perf_counter() - started,
         )
         return LoadedModel(bundle=bundle, backend=backend, batcher=batcher)
 
@@ -247,21 +249,24 @@ class ModelRegistry:
             if backend.device.startswith("cuda"):
                 # cuDNN picks its kernels per input shape, and CUDA loads them lazily: cheap to do all up front.
                 sizes |= set(range(1, self._settings.max_batch_size + 1))
-        runs = [backend.run]
+        runs = [(backend.run, sizes)]
         run_alone = getattr(backend, "run_alone", None)
         if self._settings.warmup and run_alone is not None and run_alone != backend.run:
-            runs.append(run_alone)  # a second session: warm it up too
-        for size, run in itertools.product(sorted(sizes), runs):
-            logits, embeddings = run(np.zeros((size, 3, crop, crop), dtype=np.float32))
-            if logits.shape != (size, bundle.spec.num_classes) or embeddings.shape != (
-                size,
-                bundle.spec.embedding_size,
-            ):
-                raise BundleError(
-                    f"{bundle.path}: the network returns logits {logits.shape} and embeddings {embeddings.shape}, "
-                    f"but model.json promises {bundle.spec.num_classes} classes and {bundle.spec.embedding_size}-d "
-                    "embeddings"
-                )
+            # A second session (ONNX Runtime: every thread for a batch alone). The sessions share one memory
+            # arena, so one of them growing it to the largest batch is enough.
+            runs = [(run_alone, sizes), (backend.run, {1})]
+        for run, run_sizes in runs:
+            for size in sorted(run_sizes):
+                logits, embeddings = run(np.zeros((size, 3, crop, crop), dtype=np.float32))
+                if logits.shape != (size, bundle.spec.num_classes) or embeddings.shape != (
+                    size,
+                    bundle.spec.embedding_size,
+                ):
+                    raise BundleError(
+                        f"{bundle.path}: the network returns logits {logits.shape} and embeddings "
+                        f"{embeddings.shape}, but model.json promises {bundle.spec.num_classes} classes and "
+                        f"{bundle.spec.embedding_size}-d embeddings"
+                    )
 
     def close(self) -> None:
         with self._refresh_lock:
