@@ -22,19 +22,30 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 import glob, re
 from importlib.metadata import PackageNotFoundError, version
 
+try:
+    from packaging.tags import sys_tags
+    from packaging.utils import parse_wheel_filename
+except ImportError:
+    from pip._vendor.packaging.tags import sys_tags
+    from pip._vendor.packaging.utils import parse_wheel_filename
+
+here = set(sys_tags())
+
 def key(text):
     return tuple(int(part) if part.isdigit() else 0 for part in re.split(r"[.+-]", text)[:4])
 
 for wheel in sorted(glob.glob(".whl/*.whl")):
-    name, carried = wheel.split("/")[-1].split("-")[:2]
+    name, carried, _, tags = parse_wheel_filename(wheel.split("/")[-1])
+    if not tags & here:
+        continue  # built for another Python or platform
     installed = None
-    for candidate in (name, name.replace("_", "-")):
+    for candidate in (str(name), str(name).replace("-", "_")):
         try:
             installed = version(candidate)
             break
         except PackageNotFoundError:
             pass
-    if installed is None or key(installed) < key(carried):
+    if installed is None or key(installed) < key(str(carried)):
         print(wheel)
 EOF
     )
