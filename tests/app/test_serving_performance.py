@@ -192,3 +192,14 @@ def test_threads_are_sized_from_the_cpu_quota(monkeypatch: pytest.MonkeyPatch) -
     assert settings.resolved_intra_op_threads() == settings.resolved_decode_threads() == 2
     assert settings.resolved_inference_workers("onnx") == 2 and settings.resolved_inference_workers("torch") == 1
     assert Settings(workers=2).resolved_decode_threads() == 1
+
+
+def test_warm_up_reads_the_route_sources_fastapi_looks_up_on_a_first_request(make_client: ClientFactory) -> None:
+    import inspect
+    import linecache
+
+    from app.api.routes.inference import predict_default
+
+    linecache.clearcache()
+    make_client()
+    assert inspect.getsourcefile(predict_default) in linecache.cache
