@@ -78,3 +78,15 @@ docker-smoke: $(STAMP)
 # Hadolint, shellcheck and the compose checks: what CI runs from tests/deploy, no Docker needed.
 docker-lint: $(STAMP)
 	$(PY) -m pytest tests/deploy -q
+
+# The serving benchmark: in-process limit vs the real service over HTTP (wrk), written to BENCHMARKS.md ("## Serving").
+# wrk is installed with apt-get when missing (root or sudo); without it the script falls back to a Python client.
+BENCH_ARGS ?=
+bench: default-model
+	@command -v wrk >/dev/null 2>&1 || { \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing wrk (the load generator) with apt-get"; \
+		{ $$sudo apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
+		echo "could not install wrk: the benchmark uses its Python client instead"; }
+	$(PY) scripts/bench_serving.py --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)

@@ -1,9 +1,9 @@
-"""Adaptive dynamic batching: requests queue, and one worker thread takes whatever is waiting the moment it is free.
+"""Adaptive dynamic batching: requests queue, and a worker thread takes whatever is waiting the moment it is free.
 
 Under load, batches grow by themselves (more requests arrive while a batch runs); a lone request never waits for a
 batch to fill, because the worker starts as soon as it finds anything in the queue. An optional ``max_wait`` trades
-latency for larger batches. Inference runs on the worker thread, so the event loop keeps accepting and decoding
-requests meanwhile (ONNX Runtime and torch release the GIL).
+latency for larger batches. Inference runs on the worker threads (one by default; more let several batches run at
+once), so the event loop keeps accepting and decoding requests meanwhile (ONNX Runtime and torch release the GIL).
 
 A request's images stay together as one job; when a combined batch fails, each job is retried alone, so one bad
 input fails only its own request.
@@ -41,6 +41,7 @@ class _Job:
     images: Batch
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Outputs]
+    record: bool = True
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -48,7 +49,12 @@ _STOP = object()
 
 
 class Batcher:
-    """Runs ``run(batch)`` for queued jobs on a dedicated thread, combining jobs up to ``max_batch_size`` images."""
+    """Runs ``run(batch)`` for queued jobs on ``workers`` dedicated threads, combining jobs up to
+    ``max_batch_size`` images.
+
+    With several workers, a batch that runs alone (no other batch running or waiting) goes to ``run_alone``
+    instead: a backend can then give it every thread, and split the threads between batches under load.
+    """
 
     def __init__(
         self,
@@ -59,10 +65,15 @@ class Batcher:
         combine: bool = True,
         observer: BatchObserver | None = None,
         name: str = "model",
+        workers: int = 1,
+        run_alone: Callable[[Batch], Outputs] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self._run = run
+        self._run_alone = run_alone or run
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.combine = combine
@@ -70,13 +81,23 @@ class Batcher:
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
+        self._busy = 0  # workers running a batch, under _lock
+        self._threads = [
+            threading.Thread(target=self._work, name=f"batcher-{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    async def infer(self, images: Batch) -> Outputs:
-        """Queue one request's images (NCHW) and wait for its ``(logits, embeddings)``."""
+    @property
+    def pending(self) -> int:
+        """Jobs queued and not yet taken by a worker."""
+        return self._queue.qsize()
+
+    async def infer(self, images: Batch, *, record: bool = True) -> Outputs:
+        """Queue one request's images (NCHW) and wait for its ``(logits, embeddings)``; ``record=False`` keeps
+        the job out of the observer's numbers (warm-up)."""
         loop = asyncio.get_running_loop()
-        job = _Job(images=images, loop=loop, future=loop.create_future())
+        job = _Job(images=images, loop=loop, future=loop.create_future(), record=record)
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("this model version is being unloaded")
@@ -89,8 +110,11 @@ class Batcher:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
-        self._thread.join(timeout)
+            for _ in self._threads:
+                self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # The worker thread
 
@@ -102,7 +126,15 @@ class Batcher:
                 return
             assert isinstance(first, _Job)
             jobs, stopping = self._gather(first)
-            self._process(jobs)
+            with self._lock:
+                # Alone: no other batch is running and none is waiting to, so this one may use every thread.
+                alone = self._busy == 0 and (len(self._threads) == 1 or self._queue.empty())
+                self._busy += 1
+            try:
+                self._process(jobs, self._run_alone if alone else self._run)
+            finally:
+                with self._lock:
+                    self._busy -= 1
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """Take ``first`` and whatever else is queued (waiting up to ``max_wait``), up to the batch size."""
@@ -123,14 +155,14 @@ class Batcher:
             size += len(item.images)
         return jobs, False
 
-    def _process(self, jobs: list[_Job]) -> None:
+    def _process(self, jobs: list[_Job], run: Callable[[Batch], Outputs]) -> None:
         live = [job for job in jobs if not job.future.cancelled()]
         if not live:
             return
         started = time.perf_counter()
         try:
             outputs = self._run_in_chunks(
-                np.concatenate([job.images for job in live]) if len(live) > 1 else live[0].images
+                run, np.concatenate([job.images for job in live]) if len(live) > 1 else live[0].images
             )
         except Exception as exc:
             if len(live) == 1:
@@ -138,21 +170,22 @@ class Batcher:
                 return
             logger.warning("a batch of %d requests failed (%s); retrying each alone", len(live), exc)
             for job in live:
-                self._process([job])
+                self._process([job], run)
             return
         elapsed = time.perf_counter() - started
-        if self._observer is not None:
-            self._observer(sum(len(j.images) for j in live), [started - j.enqueued_at for j in live], elapsed)
+        recorded = [job for job in live if job.record]
+        if self._observer is not None and recorded:
+            self._observer(sum(len(j.images) for j in recorded), [started - j.enqueued_at for j in recorded], elapsed)
         offset = 0
         for job in live:
             count = len(job.images)
             self._deliver(job, (outputs[0][offset : offset + count], outputs[1][offset : offset + count]))
             offset += count
 
-    def _run_in_chunks(self, batch: Batch) -> Outputs:
+    def _run_in_chunks(self, run: Callable[[Batch], Outputs], batch: Batch) -> Outputs:
         if len(batch) <= self.max_batch_size:
-            return self._run(batch)
-        parts = [self._run(batch[i : i + self.max_batch_size]) for i in range(0, len(batch), self.max_batch_size)]
+            return run(batch)
+        parts = [run(batch[i : i + self.max_batch_size]) for i in range(0, len(batch), self.max_batch_size)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -10,12 +11,34 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this container in cores (``docker --cpus``, a Kubernetes CPU limit), or None if unlimited.
+
+    A quota does not show in the affinity mask: a container limited to 2 CPUs on a 64-core host still sees 64.
+    """
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return int(quota) / int(period) if quota != "max" else None
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
 def available_cores() -> int:
-    """CPU cores this process may use (respects taskset/cgroup affinity, unlike ``os.cpu_count``)."""
+    """CPU cores this process may use: the affinity mask (taskset, cpusets), capped by a container's CPU quota."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
 
 
 class Settings(BaseSettings):
@@ -47,6 +70,17 @@ class Settings(BaseSettings):
     device: str = Field(default="cuda", description="Torch device used by the torch backend when CUDA exists.")
     fp16: bool = Field(default=True, description="Half precision for the torch backend on CUDA.")
     intra_op_threads: int = Field(default=0, ge=0, description="Inference threads; 0 = one per available core.")
+    intra_op_spinning: bool = Field(
+        default=False,
+        description="Let idle ONNX Runtime threads spin-wait for work: a lone request gets a little faster, but "
+        "under load the spinning takes CPU the decode threads need.",
+    )
+    inference_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Batches of one model that may run at the same time; 0 = one per intra-op thread on ONNX "
+        "Runtime (under load each batch then runs on its own thread; a batch alone still gets them all), 1 on torch.",
+    )
     decode_threads: int = Field(default=0, ge=0, description="Image decoding threads; 0 = one per available core.")
     max_batch_size: int = Field(default=16, ge=1, description="Largest batch the batcher forms.")
     max_batch_wait_ms: float = Field(
@@ -83,3 +117,8 @@ class Settings(BaseSettings):
 
     def resolved_decode_threads(self) -> int:
         return self.decode_threads or self.cores_per_worker()
+
+    def resolved_inference_workers(self, backend: str) -> int:
+        if self.inference_workers:
+            return self.inference_workers
+        return self.resolved_intra_op_threads() if backend == "onnx" else 1

@@ -7,10 +7,12 @@ scaling through ``Image.draft``), which costs a fraction of a full decode and ch
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.errors import APIError
@@ -83,3 +85,14 @@ def decode_and_preprocess(data: bytes, prep: Preprocessing, limits: DecodeLimits
     """Untrusted bytes -> the float32 CHW array the model expects (runs on the decode thread pool)."""
     image = decode_image(data, prep, limits)
     return normalize(resize_and_crop(image, prep), prep)
+
+
+@functools.cache
+def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
+    """A synthetic photo-sized JPEG (smooth gradients), for warming up the decode path at start-up."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

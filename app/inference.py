@@ -7,7 +7,9 @@ only its own entry; the others in the request are still answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -19,7 +21,7 @@ import numpy.typing as npt
 from app.batching import BatcherClosedError
 from app.config import Settings
 from app.errors import APIError
-from app.imaging import DecodeLimits, decode_and_preprocess
+from app.imaging import DecodeLimits, decode_and_preprocess, sample_jpeg
 from app.metrics import Metrics
 from app.registry import LoadedModel
 from app.uploads import Upload
@@ -61,9 +63,31 @@ class InferencePipeline:
                     raise APIError(503, "model_reloading", "the model is being reloaded; retry in a moment") from None
         raise AssertionError("unreachable")
 
+    async def warm_up(self, model: LoadedModel, threads: int) -> None:
+        """Run a synthetic JPEG through decode -> batcher -> top-k on each of the ``threads`` decode threads, so the
+        first real request finds every thread started, Pillow's JPEG plugin loaded and the lookup tables built.
+        Nothing is recorded in the metrics."""
+        prep = model.spec.preprocessing
+        together = threading.Barrier(threads)
+
+        def decode_together() -> Float32Array:
+            # Each task waits for the others, so the pool has to start all its threads (it reuses an idle one
+            # otherwise).
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait(timeout=10)
+            return decode_and_preprocess(sample_jpeg(), prep, self._limits)
+
+        loop = asyncio.get_running_loop()
+        arrays = await asyncio.gather(*(loop.run_in_executor(self._pool, decode_together) for _ in range(threads)))
+        logits, _ = await model.batcher.infer(np.stack(arrays), record=False)
+        top_k(logits[0], 5)
+
     async def _run_on(self, model: LoadedModel, uploads: Sequence[Upload]) -> list[ImageOutcome]:
         prep = model.spec.preprocessing
-        decoded = await asyncio.gather(*(self._decode(upload.data, prep) for upload in uploads))
+        if len(uploads) == 1:  # the common case: no task per image, one loop iteration less
+            decoded: Sequence[Float32Array | APIError] = [await self._decode(uploads[0].data, prep)]
+        else:
+            decoded = await asyncio.gather(*(self._decode(upload.data, prep) for upload in uploads))
         arrays = {i: item for i, item in enumerate(decoded) if not isinstance(item, APIError)}
         outcomes = [
             ImageOutcome(upload.filename, error=item if isinstance(item, APIError) else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -209,6 +210,7 @@ class ModelRegistry:
         return keep
 
     def _load(self, path: Path) -> LoadedModel:
+        started = time.perf_counter()
         bundle = read_bundle(path)
         backend = self._backend_factory(self._settings, bundle)
         try:
@@ -220,17 +222,20 @@ class ModelRegistry:
                 combine=self._settings.batching,
                 observer=self._metrics.batch_observer(bundle.name),
                 name=f"{bundle.name}-{bundle.version}",
+                workers=self._settings.resolved_inference_workers(backend.name),
+                run_alone=getattr(backend, "run_alone", None),
             )
         except BaseException:
             backend.close()
             raise
         logger.info(
-            "loaded %s version %d (%s on %s, %d classes)",
+            "loaded %s version %d (%s on %s, %d classes) in %.2f s",
             bundle.name,
             bundle.version,
             backend.name,
             backend.device,
             bundle.spec.num_classes,
+            time.perf_counter() - started,
         )
         return LoadedModel(bundle=bundle, backend=backend, batcher=batcher)
 
@@ -241,17 +246,27 @@ class ModelRegistry:
         sizes = {1}
         if self._settings.warmup:
             sizes |= {min(4, self._settings.max_batch_size), self._settings.max_batch_size}
-        for size in sorted(sizes):
-            logits, embeddings = backend.run(np.zeros((size, 3, crop, crop), dtype=np.float32))
-            if logits.shape != (size, bundle.spec.num_classes) or embeddings.shape != (
-                size,
-                bundle.spec.embedding_size,
-            ):
-                raise BundleError(
-                    f"{bundle.path}: the network returns logits {logits.shape} and embeddings {embeddings.shape}, "
-                    f"but model.json promises {bundle.spec.num_classes} classes and {bundle.spec.embedding_size}-d "
-                    "embeddings"
-                )
+            if backend.device.startswith("cuda"):
+                # cuDNN picks its kernels per input shape, and CUDA loads them lazily: cheap to do all up front.
+                sizes |= set(range(1, self._settings.max_batch_size + 1))
+        runs = [(backend.run, sizes)]
+        run_alone = getattr(backend, "run_alone", None)
+        if self._settings.warmup and run_alone is not None and run_alone != backend.run:
+            # A second session (ONNX Runtime: every thread for a batch alone). The sessions share one memory
+            # arena, so one of them growing it to the largest batch is enough.
+            runs = [(run_alone, sizes), (backend.run, {1})]
+        for run, run_sizes in runs:
+            for size in sorted(run_sizes):
+                logits, embeddings = run(np.zeros((size, 3, crop, crop), dtype=np.float32))
+                if logits.shape != (size, bundle.spec.num_classes) or embeddings.shape != (
+                    size,
+                    bundle.spec.embedding_size,
+                ):
+                    raise BundleError(
+                        f"{bundle.path}: the network returns logits {logits.shape} and embeddings "
+                        f"{embeddings.shape}, but model.json promises {bundle.spec.num_classes} classes and "
+                        f"{bundle.spec.embedding_size}-d embeddings"
+                    )
 
     def close(self) -> None:
         with self._refresh_lock:

@@ -44,7 +44,11 @@ def create_backend(settings: Settings, bundle: Bundle) -> Backend:
     if kind == "onnx":
         from app.backends.ort import OnnxBackend
 
-        return OnnxBackend(bundle, settings.resolved_intra_op_threads())
+        threads = settings.resolved_intra_op_threads()
+        workers = settings.resolved_inference_workers("onnx")
+        return OnnxBackend(
+            bundle, threads, spinning=settings.intra_op_spinning, concurrent_threads=max(1, threads // workers)
+        )
     if importlib.util.find_spec("torch") is None:
         raise BackendUnavailableError(
             "the torch backend needs PyTorch: pip install 'imgclf[torch]', or set IMGCLF_BACKEND=onnx"

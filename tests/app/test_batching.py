@@ -149,3 +149,28 @@ def test_close_finishes_queued_work_then_refuses_more() -> None:
 
     results = asyncio.run(scenario())
     assert [r[0][0, 0] for r in results] == [0.0, 4.0, 8.0, 12.0]
+
+
+def test_a_batch_alone_gets_run_alone_and_batches_side_by_side_get_run() -> None:
+    concurrent, alone = Recorder(), Recorder(hold_first=True)
+    batcher = Batcher(concurrent, max_batch_size=8, workers=2, run_alone=alone)
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(batcher.infer(images(1.0)))  # nothing else running: alone
+        await asyncio.to_thread(alone.started.wait, 5)
+        second = await batcher.infer(images(2.0))  # the first still runs: side by side, on the other worker
+        assert second[0][0, 0] == pytest.approx(8.0)
+        alone.release.set()
+        await first
+
+    asyncio.run(scenario())
+    batcher.close()
+    assert alone.sizes == [1] and concurrent.sizes == [1]
+
+
+def test_one_worker_always_runs_alone() -> None:
+    concurrent, alone = Recorder(), Recorder()
+    batcher = Batcher(concurrent, max_batch_size=2, run_alone=alone)
+    asyncio.run(batcher.infer(images(*range(5))))
+    batcher.close()
+    assert alone.sizes == [2, 2, 1] and concurrent.sizes == []

@@ -65,3 +65,22 @@ def test_exif_orientation_is_applied() -> None:
     image.save(buffer, format="JPEG", exif=exif)
     buffer.seek(0)
     assert to_rgb(Image.open(buffer)).size == (20, 40)
+
+
+@pytest.mark.parametrize("prep", [LITE0, IMAGENET], ids=["lite0", "imagenet"])
+def test_normalize_is_bit_identical_to_the_direct_formula(prep: Preprocessing) -> None:
+    from modelspec.preprocess import normalize
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    pixels[0, :3] = [[0, 0, 0], [255, 255, 255], [128, 64, 32]]
+    direct = (pixels.astype(np.float32) * np.float32(1 / 255) - np.asarray(prep.mean, dtype=np.float32)) * np.asarray(
+        [1 / s for s in prep.std], dtype=np.float32
+    )
+    ours = normalize(Image.fromarray(pixels), prep)
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous and ours.shape == (3, 37, 53)
+    np.testing.assert_array_equal(ours, direct.transpose(2, 0, 1))
+
+
+def test_upright_rgb_image_is_not_copied() -> None:
+    image = Image.new("RGB", (8, 8), "red")
+    assert to_rgb(image) is image
