@@ -74,4 +74,4 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python3 scripts/gpu_check_serving.py --models-dir "$work/models" --output "$report_dir/gpu_serving.md" \
     && status=0 || status=$?
 echo "report: $report_dir/gpu_serving.md; took $(($(date +%s) - started)) s"
-exit $status
+exit "$status"
