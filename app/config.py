@@ -68,7 +68,12 @@ class Settings(BaseSettings):
         default="auto", description="auto: PyTorch on CUDA when available, else ONNX Runtime."
     )
     device: str = Field(default="cuda", description="Torch device used by the torch backend when CUDA exists.")
-    fp16: bool = Field(default=True, description="Half precision for the torch backend on CUDA.")
+    fp16: bool = Field(
+        default=False,
+        description="Half precision for the torch backend on CUDA. It keeps the top-5 and runs a batch ~1.6x faster "
+        "on an H100, but cuDNN then compiles kernels for each new batch size (~2 s each, measured), which makes "
+        "start-up and the first request of each size slow.",
+    )
     intra_op_threads: int = Field(default=0, ge=0, description="Inference threads; 0 = one per available core.")
     intra_op_spinning: bool = Field(
         default=False,

@@ -76,7 +76,8 @@ PY
 
 if [ "$export_ok" = 1 ]; then
     say "the exported bundle through ONNX Runtime on CPU (the service's path)"
-    "$PYTHON" -m training evaluate "$WORK/models/gpu-check/1" "$WORK/digits/test" | head -n 1
+    "$PYTHON" -m training evaluate "$WORK/models/gpu-check/1" "$WORK/digits/test" > "$WORK/evaluate.out"
+    head -n 1 "$WORK/evaluate.out"
 fi
 
 gpus=0
