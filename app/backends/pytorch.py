@@ -1,4 +1,10 @@
-"""PyTorch backend, from the safetensors weights: for CUDA (fp16, channels-last), or where ONNX is not wanted."""
+"""PyTorch backend, from the safetensors weights: for CUDA, or where ONNX is not wanted.
+
+Measured on an H100 with EfficientNet-Lite0: fp32 NCHW runs a batch in ~6 ms and meets a new batch size in
+70-100 ms; fp16 and channels-last make cuDNN compile kernels for every new shape (1.5-4 s each) for at best ~2 ms a
+batch, so the default is plain fp32 (fp16 is opt-in). Pinning host memory per batch cost more than it saved
+(batch 16: 1.4 ms and 20 ms of CPU, against 0.7 ms and 4 ms for a plain copy).
+"""
 
 from __future__ import annotations
 
@@ -17,19 +23,15 @@ class TorchBackend:
         self.device = str(torch.device(device))
         self._cuda = self.device.startswith("cuda")
         self._dtype = torch.float16 if (fp16 and self._cuda) else torch.float32
-        if threads and not self._cuda:
-            torch.set_num_threads(threads)
-        network = load_network(bundle, self.device).to(dtype=self._dtype)
-        if self._cuda:
-            network = network.to(memory_format=torch.channels_last)
-        self._network = network
+        if threads:
+            torch.set_num_threads(threads)  # on CUDA these threads only copy; more of them would spin idle
+        self._network = load_network(bundle, self.device).to(dtype=self._dtype)
 
     def run(self, batch: Batch) -> Outputs:
         with torch.inference_mode():
             images = torch.from_numpy(batch)
             if self._cuda:
-                images = images.pin_memory().to(self.device, non_blocking=True)
-                images = images.to(dtype=self._dtype, memory_format=torch.channels_last)
+                images = images.to(self.device).to(dtype=self._dtype)
             logits, embeddings = self._network(images)
             return (
                 logits.float().cpu().numpy().astype(np.float32, copy=False),
