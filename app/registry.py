@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from app.backends import Backend, create_backend
+from app.backends import Backend, Batch, Outputs, create_backend
 from app.batching import Batcher
 from app.config import Settings
 from app.errors import APIError
@@ -223,7 +223,7 @@ class ModelRegistry:
                 observer=self._metrics.batch_observer(bundle.name),
                 name=f"{bundle.name}-{bundle.version}",
                 workers=self._settings.resolved_inference_workers(backend.name),
-                run_alone=getattr(backend, "run_alone", None),
+                run_alone=backend.run_alone,
             )
         except BaseException:
             backend.close()
@@ -249,9 +249,9 @@ class ModelRegistry:
             if backend.device.startswith("cuda"):
                 # cuDNN picks its kernels per input shape, and CUDA loads them lazily: cheap to do all up front.
                 sizes |= set(range(1, self._settings.max_batch_size + 1))
-        runs = [(backend.run, sizes)]
-        run_alone = getattr(backend, "run_alone", None)
-        if self._settings.warmup and run_alone is not None and run_alone != backend.run:
+        runs: list[tuple[Callable[[Batch], Outputs], set[int]]] = [(backend.run, sizes)]
+        run_alone = backend.run_alone
+        if self._settings.warmup and run_alone != backend.run:
             # A second session (ONNX Runtime: every thread for a batch alone). The sessions share one memory
             # arena, so one of them growing it to the largest batch is enough.
             runs = [(run_alone, sizes), (backend.run, {1})]

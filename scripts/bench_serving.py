@@ -242,7 +242,7 @@ class InProcessBench:
         self.limits = DecodeLimits(max_pixels=40_000_000, draft=True)
         self.backend = create_backend(settings, bundle)
         service = f"service ({self.backend.name} on {self.backend.device})"
-        alone: Runner = getattr(self.backend, "run_alone", self.backend.run)
+        alone: Runner = self.backend.run_alone
         self.runners: dict[str, tuple[Runner, int]] = {f"{service}, 1 inference thread": (alone, 1)}
         workers = settings.resolved_inference_workers(self.backend.name)
         if workers > 1:

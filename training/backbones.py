@@ -9,7 +9,6 @@ that, so a bundle is always rebuildable from its ``Architecture`` alone.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from modelspec.bundle import sha256_file
 from modelspec.network import build_backbone
 from modelspec.spec import Architecture, Interpolation, Preprocessing
 from training.errors import ConfigError
@@ -369,7 +369,7 @@ def build(
     backbone, size = build_backbone(architecture)
     if weights is not None:
         load_into_backbone(backbone, read_state_dict(weights), f"{weights}")
-        base = f"file {weights.name} (sha256 {_sha256(weights)[:16]})"
+        base = f"file {weights.name} (sha256 {sha256_file(weights)[:16]})"
     elif lookup is not None and info.name == OFFLINE_DEFAULT:
         from training.pretrained import load_lite0_imagenet
 
@@ -381,14 +381,6 @@ def build(
     else:
         base = None
     return BuiltBackbone(backbone, size, architecture, base)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -21,7 +22,12 @@ class Backend(Protocol):
     """Where inference runs (``cpu``, ``cuda:0``)."""
 
     def run(self, batch: Batch) -> Outputs:
-        """Run a batch; called from one worker thread at a time."""
+        """Run a batch that may have others running beside it (the batcher can have several workers)."""
+        ...
+
+    @property
+    def run_alone(self) -> Callable[[Batch], Outputs]:
+        """How to run a batch while nothing else runs: ``run`` itself, unless the engine can then use more threads."""
         ...
 
     def close(self) -> None:

@@ -8,6 +8,8 @@ batch, so the default is plain fp32 (fp16 is opt-in). Pinning host memory per ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -37,6 +39,10 @@ class TorchBackend:
                 logits.float().cpu().numpy().astype(np.float32, copy=False),
                 embeddings.float().cpu().numpy().astype(np.float32, copy=False),
             )
+
+    @property
+    def run_alone(self) -> Callable[[Batch], Outputs]:
+        return self.run  # torch shares its thread pool between batches: nothing to choose
 
     def close(self) -> None:
         del self._network

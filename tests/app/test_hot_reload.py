@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,10 @@ class SlowBackend:
     def run(self, batch: Batch) -> Outputs:
         time.sleep(0.01)
         return self._inner.run(batch)
+
+    @property
+    def run_alone(self) -> Callable[[Batch], Outputs]:
+        return self.run
 
     def close(self) -> None:
         self._inner.close()
