@@ -14,6 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modelspec.decode import (
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    InvalidImageError,
+    UnsupportedImageFormatError,
+)
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,6 +34,19 @@ class APIError(Exception):
         self.code = code
         self.message = message
         self.headers = headers
+
+
+_IMAGE_ERROR_STATUS: dict[type[ImageError], int] = {
+    EmptyImageError: 400,
+    UnsupportedImageFormatError: 415,
+    ImageTooLargeError: 413,
+    InvalidImageError: 400,
+}
+
+
+def image_api_error(error: ImageError) -> APIError:
+    """The HTTP answer to an image that cannot be used (decoding lives in modelspec and knows nothing of HTTP)."""
+    return APIError(_IMAGE_ERROR_STATUS.get(type(error), 400), error.code, str(error))
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -65,6 +86,12 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc.status, exc.code, exc.message, exc.headers)
 
 
+async def _image_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ImageError)
+    error = image_api_error(exc)
+    return _respond(request, error.status, error.code, error.message)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
@@ -90,6 +117,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(ImageError, _image_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import logging
 import threading
 import time
@@ -17,15 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from app.batching import BatcherClosedError
 from app.config import Settings
-from app.errors import APIError
-from app.imaging import DecodeLimits, decode_and_preprocess, sample_jpeg
+from app.errors import APIError, image_api_error
 from app.metrics import Metrics
 from app.registry import LoadedModel
 from app.uploads import Upload
 from modelspec import Preprocessing
+from modelspec.decode import DecodeLimits, ImageError, load_input
 from modelspec.preprocess import Float32Array
 
 logger = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ class InferencePipeline:
             # otherwise).
             with contextlib.suppress(threading.BrokenBarrierError):
                 together.wait(timeout=10)
-            return decode_and_preprocess(sample_jpeg(), prep, self._limits)
+            return load_input(sample_jpeg(), prep, self._limits)
 
         loop = asyncio.get_running_loop()
         arrays = await asyncio.gather(*(loop.run_in_executor(self._pool, decode_together) for _ in range(threads)))
@@ -115,12 +118,12 @@ class InferencePipeline:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._timed_decode, data, prep)
-        except APIError as error:
-            return error
+        except ImageError as error:
+            return image_api_error(error)
 
     def _timed_decode(self, data: bytes, prep: Preprocessing) -> Float32Array:
         started = time.perf_counter()
-        array = decode_and_preprocess(data, prep, self._limits)
+        array = load_input(data, prep, self._limits)
         self._metrics.decode.observe(time.perf_counter() - started)
         return array
 
@@ -144,3 +147,14 @@ def l2_normalize(vector: FloatArray) -> FloatArray:
     norm = float(np.linalg.norm(vector))
     result: FloatArray = vector / norm if norm > 0 else vector
     return result
+
+
+@functools.cache
+def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
+    """A synthetic photo-sized JPEG (smooth gradients), for warming up the decode path at start-up."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

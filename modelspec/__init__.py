@@ -15,6 +15,7 @@ from modelspec.bundle import (
     read_spec,
     write_bundle,
 )
+from modelspec.decode import DecodeLimits, ImageError, decode, load_input
 from modelspec.preprocess import preprocess, resize_and_crop, to_rgb
 from modelspec.spec import Architecture, ModelSpec, Preprocessing, Provenance, check_model_name
 
@@ -25,12 +26,16 @@ __all__ = [
     "Architecture",
     "Bundle",
     "BundleError",
+    "DecodeLimits",
+    "ImageError",
     "ModelSpec",
     "Preprocessing",
     "Provenance",
     "check_model_name",
+    "decode",
     "list_models",
     "list_versions",
+    "load_input",
     "preprocess",
     "read_bundle",
     "read_spec",

@@ -51,8 +51,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from app.config import Settings, available_cores  # noqa: E402
-from app.imaging import DecodeLimits, decode_and_preprocess  # noqa: E402
-from modelspec import Bundle, Preprocessing, list_models, read_bundle  # noqa: E402
+from modelspec import Bundle, Preprocessing, list_models, read_bundle, tensors  # noqa: E402
+from modelspec.decode import DecodeLimits, load_input  # noqa: E402
 
 CONCURRENCY = (1, 4, 16, 64)
 SECTION = "## Serving"
@@ -168,7 +168,7 @@ def plain_ort_session(bundle: Bundle, threads: int) -> Runner:
     session = ort.InferenceSession(
         str(bundle.file("model.onnx")), sess_options=options, providers=["CPUExecutionProvider"]
     )
-    return lambda batch: session.run(None, {"images": batch})
+    return lambda batch: session.run(None, {tensors.INPUT: batch})
 
 
 @dataclass(frozen=True)
@@ -186,12 +186,12 @@ def pipeline_rate(
     lock = threading.Lock()
     done = [0]
     with ThreadPoolExecutor(decode_threads) as pool:
-        pending = deque(pool.submit(decode_and_preprocess, data, prep, limits) for _ in range(batch * 2 * workers))
+        pending = deque(pool.submit(load_input, data, prep, limits) for _ in range(batch * 2 * workers))
 
         def take() -> list[Future[np.ndarray]]:
             with lock:
                 futures = [pending.popleft() for _ in range(batch)]
-                pending.extend(pool.submit(decode_and_preprocess, data, prep, limits) for _ in range(batch))
+                pending.extend(pool.submit(load_input, data, prep, limits) for _ in range(batch))
             return futures
 
         def work(until: float) -> None:
@@ -266,12 +266,12 @@ class InProcessBench:
 
     def sweep(self, seconds: float) -> InProcess:
         result = InProcess()
-        result.decode_ms = median_ms(lambda: decode_and_preprocess(self.data, self.prep, self.limits), 50)
+        result.decode_ms = median_ms(lambda: load_input(self.data, self.prep, self.limits), 50)
         for arrangement, (run, workers) in self.runners.items():
             if workers == 1:
 
                 def one_image(run: Runner = run) -> object:
-                    return run(decode_and_preprocess(self.data, self.prep, self.limits)[None])
+                    return run(load_input(self.data, self.prep, self.limits)[None])
 
                 result.single_ms[arrangement] = median_ms(one_image, 60)
                 print(f"  single image, {arrangement}: {result.single_ms[arrangement]:.2f} ms", flush=True)
@@ -291,8 +291,8 @@ class InProcessBench:
 
 def large_jpeg_ms(prep: Preprocessing) -> tuple[float, float]:
     big = test_jpeg((4000, 3000))
-    with_draft = median_ms(lambda: decode_and_preprocess(big, prep, DecodeLimits(40_000_000, draft=True)), 15)
-    without = median_ms(lambda: decode_and_preprocess(big, prep, DecodeLimits(40_000_000, draft=False)), 5)
+    with_draft = median_ms(lambda: load_input(big, prep, DecodeLimits(40_000_000, draft=True)), 15)
+    without = median_ms(lambda: load_input(big, prep, DecodeLimits(40_000_000, draft=False)), 5)
     return with_draft, without
 
 

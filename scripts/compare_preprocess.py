@@ -24,8 +24,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from app.imaging import DecodeLimits, open_image  # noqa: E402
 from modelspec import Preprocessing  # noqa: E402
+from modelspec.decode import DecodeLimits, open_image  # noqa: E402
 from scripts.bench_serving import test_jpeg  # noqa: E402
 
 LITE0 = Preprocessing(resize_size=256, crop_size=224, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)

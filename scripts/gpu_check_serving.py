@@ -29,6 +29,7 @@ PHOTOS = ("chelsea", "coffee", "astronaut")
 def build_bundle(models_dir: Path) -> Path:
     """The default bundle; falls back to the TorchScript ONNX exporter if the dynamo one fails on this torch."""
     import training.export
+    from modelspec import tensors
     from training.pretrained import export_pretrained
 
     started = time.perf_counter()
@@ -43,11 +44,11 @@ def build_bundle(models_dir: Path) -> Path:
                 network,
                 (sample,),
                 str(path),
-                input_names=[training.export.ONNX_INPUT],
-                output_names=list(training.export.ONNX_OUTPUTS),
+                input_names=[tensors.INPUT],
+                output_names=list(tensors.OUTPUTS),
                 opset_version=17,
                 dynamo=False,
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+                dynamic_axes={name: {0: "batch"} for name in (tensors.INPUT, *tensors.OUTPUTS)},
             )
 
         training.export.export_onnx = legacy_export
@@ -63,9 +64,9 @@ def top5_parity(bundle_path: Path, device: str = "cuda") -> list[dict[str, objec
 
     from app.backends.ort import OnnxBackend
     from app.backends.pytorch import TorchBackend
-    from app.imaging import DecodeLimits, decode_and_preprocess
     from app.inference import top_k
     from modelspec import read_bundle
+    from modelspec.decode import DecodeLimits, load_input
 
     bundle = read_bundle(bundle_path)
     prep = bundle.spec.preprocessing
@@ -79,7 +80,7 @@ def top5_parity(bundle_path: Path, device: str = "cuda") -> list[dict[str, objec
     for name in PHOTOS:
         buffer = io.BytesIO()
         Image.fromarray(np.asarray(getattr(skimage.data, name)())).convert("RGB").save(buffer, "JPEG", quality=95)
-        batch = decode_and_preprocess(buffer.getvalue(), prep, DecodeLimits(max_pixels=40_000_000))[None]
+        batch = load_input(buffer.getvalue(), prep, DecodeLimits(max_pixels=40_000_000))[None]
         tops = {key: top_k(backend.run(batch)[0][0], 5) for key, backend in backends.items()}
         reference = tops["onnx-fp32-cpu"]
         row: dict[str, object] = {"photo": name, "top5": [bundle.spec.labels[i] for i, _ in reference]}

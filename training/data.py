@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from modelspec.preprocess import normalize, preprocess, resized_size, to_rgb
+from modelspec.decode import DEFAULT_MAX_PIXELS, DecodeLimits, decode_file
+from modelspec.preprocess import normalize, preprocess, resized_size
 from modelspec.spec import Preprocessing
 from training.config import AugmentPreset, FitConfig
 from training.errors import DataError
@@ -153,17 +154,19 @@ def stratified_split(samples: Sequence[Sample], val_fraction: float, seed: int) 
     return train, val
 
 
+# The user's own files: Pillow's decompression-bomb check still applies, but not the service's per-request cap.
+TRAINING_LIMITS = DecodeLimits(max_pixels=Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS, draft=True)
+EVALUATION_LIMITS = DecodeLimits(max_pixels=TRAINING_LIMITS.max_pixels, draft=False)
+
+
 def load_rgb(path: Path, draft_size: int | None = None) -> Image.Image:
-    """Decode the way the service does: ``PIL.Image.open`` then ``modelspec.to_rgb``.
+    """Decode the way the service does (``modelspec.decode``).
 
     ``draft_size`` lets a JPEG decode at a reduced DCT scale whose sides stay at least that large (8x faster on
-    phone photos); training uses it, evaluation does not.
+    phone photos); training uses it, evaluation decodes at full scale.
     """
-    with Image.open(path) as image:
-        if draft_size is not None and image.format in ("JPEG", "MPO"):
-            image.draft("RGB", (draft_size, draft_size))
-        image.load()
-        return to_rgb(image)
+    limits = TRAINING_LIMITS if draft_size is not None else EVALUATION_LIMITS
+    return decode_file(path, limits, draft_size=draft_size)
 
 
 class EvalTransform:

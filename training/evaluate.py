@@ -14,11 +14,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from modelspec import tensors
 from modelspec.bundle import ONNX_FILE, Bundle, BundleError, list_versions, read_bundle
 from training import report
 from training.data import eval_dataset, make_loader, scan_image_folder
 from training.errors import UserError
-from training.export import ONNX_INPUT
 from training.metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def evaluate_bundle(
 
         session = ort.InferenceSession(str(bundle.file(ONNX_FILE)), providers=["CPUExecutionProvider"])
         for images, labels in loader:
-            logits_list.append(session.run(["logits"], {ONNX_INPUT: images.numpy()})[0])
+            logits_list.append(session.run([tensors.LOGITS], {tensors.INPUT: images.numpy()})[0])
             labels_list.append(labels.numpy())
     else:
         from modelspec.network import load_network

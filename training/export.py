@@ -19,14 +19,13 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from modelspec import tensors
 from modelspec.bundle import ONNX_FILE, WEIGHTS_FILE, Bundle, write_bundle
 from modelspec.network import ClassifierNet
 from modelspec.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
-ONNX_INPUT = "images"
-ONNX_OUTPUTS = ("logits", "embedding")
 ONNX_OPSET = 18
 
 
@@ -59,12 +58,12 @@ def export_onnx(network: ClassifierNet, sample: torch.Tensor, path: Path) -> Non
             network,
             (sample,),
             str(path),
-            input_names=[ONNX_INPUT],
-            output_names=list(ONNX_OUTPUTS),
+            input_names=[tensors.INPUT],
+            output_names=list(tensors.OUTPUTS),
             opset_version=ONNX_OPSET,
             dynamo=True,
             external_data=False,
-            dynamic_shapes={"images": {0: batch}},
+            dynamic_shapes={"images": {0: batch}},  # keyed by ClassifierNet.forward's argument name
             verbose=False,
         )
 
@@ -82,8 +81,8 @@ def check_onnx(network: ClassifierNet, onnx_path: Path, sample: torch.Tensor, *,
     for batch in (sample[:1], sample):
         with torch.no_grad():
             expected = [t.numpy() for t in network(batch)]
-        actual = session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: batch.numpy()})
-        for name, want, got in zip(ONNX_OUTPUTS, expected, actual, strict=True):
+        actual = session.run(list(tensors.OUTPUTS), {tensors.INPUT: batch.numpy()})
+        for name, want, got in zip(tensors.OUTPUTS, expected, actual, strict=True):
             if want.shape != got.shape:
                 raise ExportMismatchError(f"ONNX {name} has shape {got.shape}, torch gives {want.shape}")
             scale = max(1.0, float(np.abs(want).max()))

@@ -16,12 +16,9 @@ import numpy as np
 import onnxruntime as ort
 
 from app.backends.base import Batch, Outputs
-from modelspec import ONNX_FILE, Bundle
+from modelspec import ONNX_FILE, Bundle, tensors
 
 logger = logging.getLogger(__name__)
-
-INPUT_NAME = "images"
-OUTPUT_NAMES = ["logits", "embedding"]
 
 _arena_lock = threading.Lock()
 _arena_shared = False
@@ -92,7 +89,7 @@ class OnnxBackend:
 
     @staticmethod
     def _run(session: ort.InferenceSession, batch: Batch) -> Outputs:
-        logits, embeddings = session.run(OUTPUT_NAMES, {INPUT_NAME: batch})
+        logits, embeddings = session.run(list(tensors.OUTPUTS), {tensors.INPUT: batch})
         return np.asarray(logits, dtype=np.float32), np.asarray(embeddings, dtype=np.float32)
 
     def close(self) -> None:

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
-from app.imaging import DecodeLimits, decode_image
 from app.main import create_app
 from modelspec import Bundle
+from modelspec.decode import DecodeLimits, decode
 from tests.app.conftest import settings_for
 from tests.conftest import encode
 
@@ -100,9 +100,9 @@ def test_large_jpeg_decoded_at_reduced_scale_keeps_the_top5(
     prep = default_bundle.spec.preprocessing
     for name in ("chelsea", "coffee"):
         big = encode(photo(name).resize((4000, 3000), Image.Resampling.BICUBIC), quality=92)
-        drafted = decode_image(big, prep, DecodeLimits(max_pixels=40_000_000, draft=True))
+        drafted = decode(big, prep, DecodeLimits(max_pixels=40_000_000, draft=True))
         assert drafted.size == (500, 375)  # 1/8 scale: the short side stays above resize_size (256)
-        assert decode_image(big, prep, DecodeLimits(max_pixels=40_000_000, draft=False)).size == (4000, 3000)
+        assert decode(big, prep, DecodeLimits(max_pixels=40_000_000, draft=False)).size == (4000, 3000)
         fast = top5(lite0, big)
         with TestClient(
             create_app(settings_for(lite0.app.state.services.settings.models_dir, draft_decode=False))

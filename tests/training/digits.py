@@ -10,18 +10,15 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from modelspec import Preprocessing, preprocess, to_rgb
+from modelspec import Preprocessing, load_input
 from modelspec.preprocess import Float32Array
 
 DIGITS_MODEL = "digits"
 
 
 def service_input(path: Path, prep: Preprocessing) -> Float32Array:
-    """What the service feeds the network for an image file: PIL open, ``to_rgb``, ``modelspec.preprocess``."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return preprocess(to_rgb(image), prep)
+    """What the service feeds the network for an image file: ``modelspec.load_input`` of its bytes."""
+    return load_input(path.read_bytes(), prep)
 
 
 @contextlib.contextmanager

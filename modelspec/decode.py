@@ -1,0 +1,113 @@
+"""Untrusted image bytes -> an RGB image -> the network's input: the one decoding path of serving and evaluation.
+
+Checks happen before the expensive step they protect: the format is sniffed from an allow-list, and the pixel
+count is read from the header before any pixel is decoded. Large JPEGs can be decoded at reduced scale (JPEG DCT
+scaling through ``Image.draft``), which costs a fraction of a full decode; the scale is chosen so the later resize
+only ever shrinks, as it would from the full-size image.
+
+Failures raise an ``ImageError`` subclass whose ``code`` is stable (the service maps it to an HTTP status).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from PIL import Image, UnidentifiedImageError
+
+from modelspec.preprocess import Float32Array, normalize, resize_and_crop, to_rgb
+from modelspec.spec import Preprocessing
+
+# The plugins Pillow may try. The JPEG one also opens the multi-picture JPEGs (MPO) many phones write; GIF and
+# TIFF give their first frame.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+FORMATS_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; ``code`` names the problem, the message says how to fix it."""
+
+    code: ClassVar[str] = "invalid_image"
+
+
+class EmptyImageError(ImageError):
+    code = "empty_image"
+
+
+class UnsupportedImageFormatError(ImageError):
+    code = "unsupported_image_format"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+
+
+class InvalidImageError(ImageError):
+    code = "invalid_image"
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one image may cost: at most ``max_pixels``; ``draft`` allows reduced-scale JPEG decoding."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    draft: bool = True
+
+
+def open_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> Image.Image:
+    """Identify the image and check its size without decoding its pixels."""
+    if not data:
+        raise EmptyImageError(f"the image is empty: send the bytes of a {FORMATS_TEXT} file")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise UnsupportedImageFormatError(f"the data is not an image in a supported format ({FORMATS_TEXT})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"the image has more pixels than allowed ({limits.max_pixels:,}); resize it") from None
+    except Exception as exc:  # Pillow raises many types for malformed headers
+        raise InvalidImageError(f"the image header is corrupt ({exc}); re-encode the image") from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImageError("the image has no pixels")
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} = {width * height:,} pixels, more than the limit of "
+            f"{limits.max_pixels:,}; resize it before sending"
+        )
+    return image
+
+
+def decode_rgb(data: bytes, limits: DecodeLimits = DecodeLimits(), *, draft_size: int | None = None) -> Image.Image:
+    """Decode to an upright 8-bit RGB image; with ``limits.draft`` and a ``draft_size``, a JPEG decodes at the
+    smallest DCT scale whose both sides stay at least ``draft_size``."""
+    image = open_image(data, limits)
+    if limits.draft and draft_size is not None and image.format in ("JPEG", "MPO"):
+        image.draft("RGB", (draft_size, draft_size))
+    try:
+        image.load()
+        return to_rgb(image)
+    except Exception as exc:  # truncated data, bad chunks, unsupported compression...
+        raise InvalidImageError(f"the image could not be decoded ({exc}); check that the file is complete") from exc
+
+
+def decode(data: bytes, prep: Preprocessing, limits: DecodeLimits = DecodeLimits()) -> Image.Image:
+    """Decode for ``prep``: the reduced JPEG scale keeps the short side at least ``prep.resize_size``, so the
+    resize that follows only ever shrinks, as it would from the full-size image."""
+    return decode_rgb(data, limits, draft_size=prep.resize_size)
+
+
+def decode_file(path: Path, limits: DecodeLimits = DecodeLimits(), *, draft_size: int | None = None) -> Image.Image:
+    """``decode_rgb`` of a file's bytes; an unreadable file is an ``InvalidImageError`` naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read {path} ({exc.strerror or exc})") from exc
+    return decode_rgb(data, limits, draft_size=draft_size)
+
+
+def load_input(data: bytes, prep: Preprocessing, limits: DecodeLimits = DecodeLimits()) -> Float32Array:
+    """Untrusted bytes -> the float32 CHW array the network expects (what the service runs for each image)."""
+    return normalize(resize_and_crop(decode(data, prep, limits), prep), prep)
