@@ -158,6 +158,12 @@ def test_augmentation_ends_in_the_same_normalisation(preset: str) -> None:
     torch.manual_seed(0)
     out = augmented(image)
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+    # Undone with PREP's mean and std, every value is an 8-bit level (k / 255): colour jitter may change which
+    # level, but the scaling and normalisation must be the evaluation's (any other mean or std lands off the grid).
+    mean, std = torch.tensor(PREP.mean).view(3, 1, 1), torch.tensor(PREP.std).view(3, 1, 1)
+    levels = (out * std + mean) * 255
+    torch.testing.assert_close(levels, levels.round(), atol=1e-3, rtol=0)
+    assert levels.min() > -1e-3 and levels.max() < 255 + 1e-3
     if preset == "light":  # no colour jitter: the exact numbers of the evaluation transform
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
