@@ -7,6 +7,7 @@ the ONNX export's two outputs are.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from modelspec.bundle import WEIGHTS_FILE, Bundle, BundleError
-from modelspec.spec import Architecture, ModelSpec
+from modelspec.spec import Architecture, Family, ModelSpec
 
 
 class ClassifierNet(nn.Module):
@@ -81,24 +82,40 @@ def strip_classifier(model: nn.Module) -> int:
     return last.in_features
 
 
+def _lenet(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, int]:
+    return LeNet5(**kwargs), LeNet5.embedding_size
+
+
+def _timm(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, int]:
+    import timm
+
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    # MobileNetV3 and friends have a head layer after the last stage; its width is the embedding size.
+    size = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
+    return model, int(size)
+
+
+def _torchvision(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, int]:
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    return model, strip_classifier(model)
+
+
+# Architecture.family -> how to build an untrained backbone of that family from (model name, kwargs).
+_BUILDERS: dict[Family, Callable[[str, dict[str, Any]], tuple[nn.Module, int]]] = {
+    "lenet": _lenet,
+    "timm": _timm,
+    "torchvision": _torchvision,
+}
+
+
 def build_backbone(architecture: Architecture) -> tuple[nn.Module, int]:
     """An untrained backbone for ``architecture`` and its embedding size. Loads no weights, downloads nothing."""
-    kwargs: dict[str, Any] = dict(architecture.kwargs)
-    if architecture.family == "lenet":
-        return LeNet5(**kwargs), LeNet5.embedding_size
-    if architecture.family == "timm":
-        import timm
-
-        model = timm.create_model(architecture.name, pretrained=False, num_classes=0, **kwargs)
-        # MobileNetV3 and friends have a head layer after the last stage; its width is the embedding size.
-        size = getattr(model, "head_hidden_size", None) or getattr(model, "num_features")  # noqa: B009
-        return model, int(size)
-    if architecture.family == "torchvision":
-        import torchvision
-
-        model = torchvision.models.get_model(architecture.name, weights=None, **kwargs)
-        return model, strip_classifier(model)
-    raise ValueError(f"unknown architecture family {architecture.family!r}")
+    builder = _BUILDERS.get(architecture.family)
+    if builder is None:
+        raise ValueError(f"unknown architecture family {architecture.family!r}")
+    return builder(architecture.name, dict(architecture.kwargs))
 
 
 def build_network(spec: ModelSpec) -> ClassifierNet:

@@ -17,6 +17,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+Family = Literal["timm", "torchvision", "lenet"]  # the libraries a network is rebuilt with
 
 
 def check_model_name(name: str) -> str:
@@ -61,7 +62,7 @@ class Preprocessing(_Frozen):
 class Architecture(_Frozen):
     """How to rebuild the network: a family (``timm``, ``torchvision``, ``lenet``), its model name and arguments."""
 
-    family: Literal["timm", "torchvision", "lenet"]
+    family: Family
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout before the classifier.")

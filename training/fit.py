@@ -56,7 +56,7 @@ def fit(config: FitConfig, *, resume: checkpoint.Checkpoint | None = None) -> Fi
 def _fit(config: FitConfig, resume: checkpoint.Checkpoint | None, dist: DistInfo, device: torch.device) -> FitResult:
     started = time.perf_counter()
     info = backbones.resolve(config.backbone, config.batch_norm)
-    backbones.check_pretrained_available(info, config.pretrained, config.weights)  # seconds, before any data
+    start = backbones.starting_weights(info, config.pretrained, config.weights)  # seconds, before any data
     prep = backbones.preprocessing_for(info, config.image_size, config.crop_pct)
     data = load_training_data(config)
     if resume is not None and resume.state.get("fingerprint") != data.fingerprint:
@@ -68,13 +68,11 @@ def _fit(config: FitConfig, resume: checkpoint.Checkpoint | None, dist: DistInfo
             "another --run-dir"
         )
     torch.manual_seed(config.seed)
-    built = backbones.build(
-        info, pretrained=config.pretrained, weights=config.weights, dropout=config.dropout, batch_norm=config.batch_norm
-    )
+    built = backbones.build(info, start, dropout=config.dropout, batch_norm=config.batch_norm)
     network = ClassifierNet(built.module, built.embedding_size, len(data.classes), config.dropout)
     network.to(device)
     network.to(memory_format=distributed.memory_format(config.channels_last))
-    trainer = Trainer(config, network, backbone_stages(built.module, info.family), data, prep, dist, device)
+    trainer = Trainer(config, network, backbone_stages(built.module), data, prep, dist, device)
     if resume is not None:
         trainer.restore(resume)
     _log_start(config, info, built, data, prep, dist, device, trainer)

@@ -67,10 +67,10 @@ def plan_phases(config: FitConfig) -> list[Phase]:
     ]
 
 
-def backbone_stages(backbone: nn.Module, family: str) -> list[Stage]:
+def backbone_stages(backbone: nn.Module) -> list[Stage]:
     """The backbone's stages, input to output; every parameter is in exactly one."""
     named = list(backbone.named_parameters())
-    if family == "timm" and hasattr(backbone, "group_matcher"):
+    if hasattr(backbone, "group_matcher"):  # timm's uniform model surface names its own stages
         groups = _timm_groups(backbone)
     else:
         stage_of = _torchvision_stage_namer(backbone)

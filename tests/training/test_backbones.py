@@ -70,7 +70,7 @@ def test_weights_found_in_the_torch_hub_cache_are_loaded(empty_caches: Path) -> 
     Path(lookup_path).parent.mkdir(parents=True)
     torch.save(state, lookup_path)
     assert backbones.find_weights(info).found
-    built = backbones.build(info, pretrained="auto", weights=None, dropout=0.1)
+    built = backbones.build(info, backbones.starting_weights(info, "auto", None), dropout=0.1)
     torch.testing.assert_close(built.module.state_dict()["layer4.1.bn2.weight"], state["layer4.1.bn2.weight"])
     assert built.base_weights and "resnet18-f37072fd.pth" in built.base_weights
     assert built.architecture.dropout == 0.1 and built.embedding_size == 512
@@ -79,7 +79,8 @@ def test_weights_found_in_the_torch_hub_cache_are_loaded(empty_caches: Path) -> 
 def test_default_backbone_has_imagenet_weights_offline() -> None:
     from training.pretrained import load_lite0_imagenet
 
-    built = backbones.build(backbones.resolve("efficientnet_lite0"), pretrained="auto", weights=None, dropout=0.2)
+    lite0 = backbones.resolve("efficientnet_lite0")
+    built = backbones.build(lite0, backbones.starting_weights(lite0, "auto", None), dropout=0.2)
     assert built.base_weights == LITE0_SOURCE
     expected = load_lite0_imagenet().backbone.state_dict()
     for key, value in built.module.state_dict().items():
@@ -101,7 +102,7 @@ def test_local_weights_file_in_the_usual_forms(form: str, tmp_path: Path) -> Non
         bundle_state = {f"backbone.{k}": v for k, v in state.items()}
         bundle_state |= {"classifier.weight": torch.zeros(5, 84), "classifier.bias": torch.zeros(5)}
         save_file(bundle_state, str(path := tmp_path / "model.safetensors"))
-    built = backbones.build(info, pretrained="auto", weights=path, dropout=0.0)
+    built = backbones.build(info, backbones.starting_weights(info, "auto", path), dropout=0.0)
     for key, value in built.module.state_dict().items():
         torch.testing.assert_close(value, state[key])
     assert built.base_weights and path.name in built.base_weights and "sha256" in built.base_weights
@@ -120,18 +121,19 @@ def test_weights_files_are_never_unpickled_beyond_tensors(tmp_path: Path) -> Non
 def test_weights_for_another_model_are_refused(tmp_path: Path) -> None:
     save_file({"conv.weight": torch.zeros(3, 3)}, str(path := tmp_path / "other.safetensors"))
     with pytest.raises(ConfigError, match="do not fit this backbone"):
-        backbones.build(backbones.resolve("lenet5"), pretrained="auto", weights=path, dropout=0.0)
+        lenet = backbones.resolve("lenet5")
+        backbones.build(lenet, backbones.starting_weights(lenet, "auto", path), dropout=0.0)
 
 
 def test_from_scratch_needs_no_weights_and_lenet_has_none(empty_caches: Path) -> None:
     info = backbones.resolve("resnet18")
-    built = backbones.build(info, pretrained="none", weights=None, dropout=0.0)
+    built = backbones.build(info, backbones.starting_weights(info, "none", None), dropout=0.0)
     assert built.base_weights is None
     assert "transform_input" not in backbones.resolve("googlenet").architecture(pretrained=False, dropout=0).kwargs
     with pytest.raises(ConfigError, match="--pretrained none"):
-        backbones.check_pretrained_available(backbones.resolve("lenet5"), "imagenet", None)
+        backbones.starting_weights(backbones.resolve("lenet5"), "imagenet", None)
     with pytest.raises(PretrainedWeightsUnavailableError):
-        backbones.check_pretrained_available(info, "imagenet", None)
+        backbones.starting_weights(info, "imagenet", None)
 
 
 def test_batch_norm_option_picks_variants() -> None:

@@ -24,7 +24,7 @@ from training.transfer import Phase, backbone_stages
 def lenet(classes: int = 4) -> tuple[ClassifierNet, list]:  # type: ignore[type-arg]
     torch.manual_seed(0)
     network = ClassifierNet(LeNet5(batch_norm=True), 84, classes)
-    return network, backbone_stages(network.backbone, "lenet")
+    return network, backbone_stages(network.backbone)
 
 
 def groups_for(network: ClassifierNet, stages: list, phase: Phase, **kwargs: float) -> list[dict]:  # type: ignore[type-arg]

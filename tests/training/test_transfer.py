@@ -28,7 +28,7 @@ def network_for(name: str, classes: int = 3, *, meta: bool = False) -> tuple[Cla
     with torch.device("meta" if meta else "cpu"):
         backbone, size = build_backbone(info.architecture(pretrained=False, dropout=0.0))
         network = ClassifierNet(backbone, size, classes)
-    return network, backbone_stages(backbone, info.family)
+    return network, backbone_stages(backbone)
 
 
 def config(**values: object) -> FitConfig:
