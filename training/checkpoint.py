@@ -24,6 +24,7 @@ from torch import nn
 from training.errors import UserError
 
 FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoint"  # in the run folder
 LAST_TENSORS = "last.safetensors"
 LAST_META = "last.json"
 BEST_TENSORS = "best.safetensors"

@@ -25,10 +25,9 @@ EXIT_INTERRUPTED = 130
 def _fit(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from training.checkpoint import load_checkpoint
+    from training.checkpoint import CHECKPOINT_DIR, load_checkpoint
     from training.config import FIELDS, build_config, override_for_resume, read_config_file
     from training.fit import fit
-    from training.trainer import CHECKPOINT_DIR
 
     flags = {key: value for key, value in vars(args).items() if key in FIELDS}
     resume = None

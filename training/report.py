@@ -1,5 +1,5 @@
 """What a run leaves for people: the per-epoch history (CSV, JSON), the learning curves and confusion matrix
-(PNG), and a short report in plain words, including a warning when the curves show overfitting.
+(PNG), and a short report in plain words (``fit_report``), including a warning when the curves show overfitting.
 
 Plots use matplotlib's object API with the Agg canvas, so no global backend is switched and no window opens.
 """
@@ -11,7 +11,13 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from training.metrics import summary_line
+
+if TYPE_CHECKING:
+    from modelspec.bundle import Bundle
+    from training.run import RunContext, TrainingOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +138,72 @@ def per_class_lines(metrics: dict[str, Any], limit: int = 30) -> list[str]:
         numbers = " | ".join(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1"))
         lines.append(f"| {name} | {numbers} | {scores['support']} |")
     return lines
+
+
+def fit_report(
+    context: RunContext, outcome: TrainingOutcome, metrics: dict[str, Any], bundle: Bundle | None, seconds: float
+) -> str:
+    """``report.md`` of a fit (also printed at the end): the data, the network, the training and its results."""
+    return render(
+        [
+            ("Data", _data_lines(context)),
+            ("Network", _network_lines(context, outcome)),
+            ("Training", _training_lines(context, outcome, seconds)),
+            ("Results", _result_lines(metrics)),
+            ("Files", _file_lines(context, bundle)),
+        ]
+    )
+
+
+def _data_lines(context: RunContext) -> list[str]:
+    data = context.data
+    per_class = zip(data.classes, data.counts(data.train), data.counts(data.val), strict=True)
+    return [
+        f"- training: {len(data.train)} images, validation: {len(data.val)} ({data.val_source}), "
+        f"{len(data.classes)} classes",
+        "- per class (train/val): " + ", ".join(f"{name} {t}/{v}" for name, t, v in per_class),
+        f"- unreadable files skipped: {len(data.skipped)}",
+        *[f"  - {path}: {why}" for path, why in data.skipped[:20]],
+        f"- fingerprint: {data.fingerprint}",
+    ]
+
+
+def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
+    config, prep, built = context.config, context.prep, context.built
+    return [
+        f"- backbone: {config.backbone} ({built.architecture.family}/{built.architecture.name}), "
+        f"starting from {built.base_weights or 'random initialisation'}",
+        f"- input: {prep.crop_size} px (resize {prep.resize_size}, {prep.interpolation}), "
+        f"mean {prep.mean}, std {prep.std}",
+        f"- transfer mode: {config.mode}; optimiser {config.optimizer}, lr {config.lr:g}, schedule {config.schedule}",
+        *[
+            f"- phase {name}: {format_count(t)} of {format_count(n)} parameters train ({t / n:.1%})"
+            for name, (t, n) in outcome.parameters.items()
+        ],
+    ]
+
+
+def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: float) -> list[str]:
+    lines = [
+        f"- {outcome.epochs} epochs in {seconds / 60:.1f} min; best epoch {outcome.best_epoch} "
+        f"by {context.config.monitor} (its weights are the ones exported)",
+    ]
+    if outcome.images_per_second is not None:
+        lines.append(f"- training throughput: {outcome.images_per_second:.0f} images/s per process")
+    note = overfitting_note(outcome.history)
+    lines.append(f"- {note}" if note else "- no sign of overfitting in the validation loss")
+    return lines
+
+
+def _result_lines(metrics: dict[str, Any]) -> list[str]:
+    lines = [f"- validation: {summary_line(metrics['val'])}"]
+    if "test" in metrics:
+        lines.append(f"- test: {summary_line(metrics['test'])}")
+    return lines + per_class_lines(metrics["val"])
+
+
+def _file_lines(context: RunContext, bundle: Bundle | None) -> list[str]:
+    return [
+        f"- run folder: {context.run_dir} (history.csv/json, curves.png, confusion_*.png, metrics.json, checkpoint/)",
+        f"- bundle: {bundle.path}" if bundle else "- bundle: not exported (--no-export)",
+    ]

@@ -1,5 +1,6 @@
-"""The ``Trainer``: runs the transfer phases of a fit epoch by epoch, keeps the best epoch's weights, and after each
-epoch writes the history, the curves and the checkpoint (rank 0). ``training.fit`` builds it and exports its result.
+"""The ``Trainer``: runs the transfer phases of a prepared run (``training.run.RunContext``) epoch by epoch, keeps
+the best epoch's weights, and after each epoch writes the history, the curves and the checkpoint (rank 0). It
+returns a ``TrainingOutcome``; ``training.fit`` evaluates and exports that.
 """
 
 from __future__ import annotations
@@ -7,26 +8,20 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from modelspec.network import ClassifierNet
-from modelspec.spec import Preprocessing
 from training import checkpoint, distributed, report
-from training.config import FitConfig
-from training.data import ImageDataset, TrainingData, default_workers, eval_dataset, make_loader, train_transform
-from training.distributed import DistInfo
-from training.errors import UserError
-from training.loop import EarlyStopping, EpochStats, Step, evaluate, train_one_epoch
+from training.data import ImageDataset, eval_dataset, make_loader, train_transform
+from training.errors import InterruptedTrainingError, UserError
+from training.loop import EarlyStopping, EpochStats, evaluate, train_one_epoch
 from training.optim import build_optimizer, make_schedule, make_scheduler, parameter_groups
-from training.transfer import Phase, Stage, apply_phase, count_parameters, plan_phases, set_train_mode
+from training.run import RunContext, TrainingOutcome
+from training.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoint"
 
 
 @dataclass
@@ -42,31 +37,14 @@ class Progress:
 
 
 class Trainer:
-    """Holds what the phases share and runs them: ``run()`` trains, ``best_network()`` gives the result."""
+    """Runs the phases of a prepared run: ``restore()`` continues a checkpoint, ``run()`` trains and returns the
+    outcome."""
 
-    def __init__(
-        self,
-        config: FitConfig,
-        network: ClassifierNet,
-        stages: list[Stage],
-        data: TrainingData,
-        prep: Preprocessing,
-        dist: DistInfo,
-        device: torch.device,
-    ) -> None:
-        self.config, self.network, self.stages, self.dist, self.device = config, network, stages, dist, device
-        self.fingerprint = data.fingerprint
-        self.run_dir = config.run_dir or Path("runs")
-        self.precision = distributed.make_precision(device, config.amp)
-        self.step = Step(
-            device=device,
-            precision=self.precision,
-            memory_format=distributed.memory_format(config.channels_last),
-            dist=dist,
-            progress=not config.quiet and dist.is_main,
-        )
-        workers = config.workers if config.workers is not None else default_workers(dist.world_size)
-        pin = device.type == "cuda"
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        config, prep, data, dist = context.config, context.prep, context.data, context.dist
+        self.stages = backbone_stages(context.network.backbone)
+        pin = context.device.type == "cuda"
         augment = train_transform(prep, config.augment, hflip=config.hflip)
         train_set = ImageDataset(data.train, augment, draft_size=prep.resize_size)
         self.train_loader = make_loader(
@@ -74,7 +52,7 @@ class Trainer:
             batch_size=config.batch_size,
             train=True,
             seed=config.seed,
-            workers=workers,
+            workers=context.workers,
             rank=dist.rank,
             world_size=dist.world_size,
             pin_memory=pin,
@@ -85,7 +63,7 @@ class Trainer:
             batch_size=config.batch_size,
             train=False,
             seed=config.seed,
-            workers=workers,
+            workers=context.workers,
             pin_memory=pin,
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -93,25 +71,43 @@ class Trainer:
         self.stopper = EarlyStopping(config.monitor, config.patience)
         self.progress = Progress()
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.workers = workers
         self._resume: dict[str, Any] | None = None
 
     # --- resume ---------------------------------------------------------------------------------------------
 
     def restore(self, saved: checkpoint.Checkpoint) -> None:
         state = saved.state
-        self.network.load_state_dict(saved.model)
+        self.context.network.load_state_dict(saved.model)
         self.progress = Progress(**state["progress"])
         self.stopper.load_state_dict(state["stopper"])
-        best_path = self.run_dir / CHECKPOINT_DIR / checkpoint.BEST_TENSORS
+        best_path = self.context.run_dir / checkpoint.CHECKPOINT_DIR / checkpoint.BEST_TENSORS
         self.best_state = checkpoint.load_weights(best_path) if best_path.is_file() else None
         self._resume = state
-        logger.info("resuming %s after epoch %d", self.run_dir, self.progress.epoch)
+        logger.info("resuming %s after epoch %d", self.context.run_dir, self.progress.epoch)
 
     # --- training -------------------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        phases = plan_phases(self.config)
+    def run(self) -> TrainingOutcome:
+        """Train every phase (from where ``restore`` left off) and return the network of the best epoch.
+
+        Ctrl-C becomes ``InterruptedTrainingError``, naming the run folder whose checkpoint continues the run."""
+        try:
+            self._run_phases()
+        except KeyboardInterrupt:
+            raise InterruptedTrainingError(self.context.run_dir, self.progress.epoch) from None
+        network = self.context.network
+        if self.best_state is not None:
+            network.load_state_dict(self.best_state)
+        return TrainingOutcome(
+            network=network,
+            best_epoch=self.stopper.best_epoch,
+            epochs=self.progress.epoch,
+            history=list(self.progress.history),
+            parameters=dict(self.progress.parameters),
+        )
+
+    def _run_phases(self) -> None:
+        phases = plan_phases(self.context.config)
         pending, first = self._resume, 0
         if pending is not None:
             # A phase is finished when it stopped early or ran its epochs: more --epochs on resume extend the last.
@@ -120,7 +116,7 @@ class Trainer:
             first = current + 1 if done else current
             if first >= len(phases):
                 raise UserError(
-                    f"the run in {self.run_dir} already finished ({self.progress.epoch} epochs); "
+                    f"the run in {self.context.run_dir} already finished ({self.progress.epoch} epochs); "
                     "resume with more --epochs to train further"
                 )
         for index in range(first, len(phases)):
@@ -129,7 +125,7 @@ class Trainer:
             pending = None
 
     def _run_phase(self, index: int, phase: Phase, resume: dict[str, Any] | None, rng: dict[str, Any] | None) -> None:
-        config, network = self.config, self.network
+        config, network, precision = self.context.config, self.context.network, self.context.precision
         apply_phase(network, self.stages, phase)
         trainable, total = count_parameters(network)
         self.progress.parameters[phase.name] = [trainable, total]
@@ -141,7 +137,7 @@ class Trainer:
             report.format_count(total),
             100 * trainable / total,
         )
-        model = distributed.wrap(network, self.dist, self.device)
+        model = distributed.wrap(network, self.context.dist, self.context.device)
         groups = parameter_groups(
             network, self.stages, phase, lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay
         )
@@ -154,8 +150,8 @@ class Trainer:
         if resume is not None:
             optimizer.load_state_dict(checkpoint.optimizer_state(resume["optimizer"]))
             scheduler.load_state_dict(resume["scheduler"])
-            if self.precision.scaler is not None and resume.get("scaler"):
-                self.precision.scaler.load_state_dict(resume["scaler"])
+            if precision.scaler is not None and resume.get("scaler"):
+                precision.scaler.load_state_dict(resume["scaler"])
             start = self.progress.phase_epochs
         else:
             self.stopper.new_phase()
@@ -174,17 +170,19 @@ class Trainer:
                 optimizer,
                 scheduler,
                 self.criterion,
-                self.step,
+                self.context.step,
                 l1=config.l1,
                 clip_grad_norm=config.clip_grad_norm,
                 description=desc,
             )
-            validated = evaluate(model, self.val_loader, self.val_criterion, self.step, description=f"{desc} val")
+            validated = evaluate(
+                model, self.val_loader, self.val_criterion, self.context.step, description=f"{desc} val"
+            )
             improved = self._record(epoch, phase, optimizer, trained, validated)
             self.progress.epoch, self.progress.phase_epochs = epoch, phase_epoch + 1
             stop = self.stopper.should_stop
             self.progress.stopped_early = stop
-            if self.dist.is_main:
+            if self.context.dist.is_main:
                 self._write_epoch(optimizer, scheduler, improved)
             if stop:
                 logger.info(
@@ -213,14 +211,16 @@ class Trainer:
             "images_per_second": round(trained.images_per_second, 1),
         }
         self.progress.history.append(row)
-        value = validated.loss if self.config.monitor == "val_loss" else validated.accuracy
+        config = self.context.config
+        value = validated.loss if config.monitor == "val_loss" else validated.accuracy
         improved = self.stopper.update(value, epoch)
         if improved:
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.network.state_dict().items()}
+            state = self.context.network.state_dict()
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
         logger.info(
             "epoch %d/%d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.0f img/s, %.0f s%s",
             epoch,
-            self.config.epochs,
+            config.epochs,
             trained.loss,
             100 * trained.accuracy,
             validated.loss,
@@ -232,28 +232,24 @@ class Trainer:
         return improved
 
     def _write_epoch(self, optimizer: torch.optim.Optimizer, scheduler: Any, improved: bool) -> None:
-        folder = self.run_dir / CHECKPOINT_DIR
+        run_dir, network, scaler = self.context.run_dir, self.context.network, self.context.precision.scaler
+        folder = run_dir / checkpoint.CHECKPOINT_DIR
         folder.mkdir(parents=True, exist_ok=True)
         state = {
-            "config": self.config.hyperparameters(),
-            "fingerprint": self.fingerprint,
+            "config": self.context.config.hyperparameters(),
+            "fingerprint": self.context.data.fingerprint,
             "progress": copy.deepcopy(self.progress.__dict__),
             "stopper": self.stopper.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "scaler": self.precision.scaler.state_dict() if self.precision.scaler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": checkpoint.rng_state(),
         }
-        report.write_history(self.run_dir, self.progress.history)
-        report.plot_curves(self.progress.history, self.run_dir / "curves.png", self.stopper.best_epoch)
+        report.write_history(run_dir, self.progress.history)
+        report.plot_curves(self.progress.history, run_dir / "curves.png", self.stopper.best_epoch)
         if improved:
-            checkpoint.save_weights(folder / checkpoint.BEST_TENSORS, self.network, self.progress.epoch)
-        checkpoint.save_checkpoint(folder, self.network, state)  # last: the checkpoint is the commit point
+            checkpoint.save_weights(folder / checkpoint.BEST_TENSORS, network, self.progress.epoch)
+        checkpoint.save_checkpoint(folder, network, state)  # last: the checkpoint is the commit point
         note = report.overfitting_note(self.progress.history)
         if note:
             logger.warning("%s", note)
-
-    def best_network(self) -> ClassifierNet:
-        if self.best_state is not None:
-            self.network.load_state_dict(self.best_state)
-        return self.network
