@@ -11,7 +11,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from training.errors import InterruptedTrainingError, UserError
 
@@ -114,8 +115,72 @@ def _export_pretrained(args: argparse.Namespace) -> int:
 # --- parsers --------------------------------------------------------------------------------------------------------
 
 
-def _flag_adder(group: argparse._ArgumentGroup) -> Callable[..., None]:
-    """``add(flag, help, **kwargs)``: a fit option whose default (from ``FitConfig``) shows in the help.
+# The fit options by help group: (flag, help) or (flag, help, metavar). Each one's type, choices and default come
+# from its FitConfig field.
+FIT_OPTIONS: dict[str, list[tuple[str, ...]]] = {
+    "data": [
+        ("--data", "ImageFolder tree: DIR/<class>/<image>", "DIR"),
+        ("--val-data", "validation folder (default: a stratified split of --data)", "DIR"),
+        ("--val-fraction", "share of --data held out for validation"),
+        ("--test-data", "held-out folder, scored once at the end", "DIR"),
+        ("--augment", "training augmentation preset"),
+        ("--hflip", "random horizontal flips with light/standard (off for digits, text)"),
+        ("--seed", "seed for the split, initialisation and shuffling"),
+    ],
+    "network": [
+        ("--backbone", "see `python -m training backbones`", "NAME"),
+        ("--pretrained", "ImageNet weights: auto = when the backbone has them"),
+        ("--weights", "local backbone weights (safetensors or a torch state dict)", "PATH"),
+        ("--image-size", "input crop in pixels (default: the backbone's)", "PX"),
+        ("--crop-pct", "crop / resize ratio (1.0: no border cropped; default: the backbone's)"),
+        ("--dropout", "dropout before the classifier"),
+        ("--batch-norm", "batch norm in LeNet-5; VGG's _bn variants"),
+    ],
+    "transfer learning": [
+        ("--mode", "what trains"),
+        ("--unfreeze", "partial / two-phase: unfreeze the last N stages (partial default: 1; two-phase: all)", "N"),
+        ("--head-epochs", "two-phase: epochs that train the head only", "K"),
+        ("--finetune-lr-scale", "two-phase: lr factor after unfreezing"),
+        ("--layer-decay", "discriminative lr: a stage d levels below the head gets lr * decay**d"),
+    ],
+    "optimisation": [
+        ("--optimizer", ""),
+        ("--lr", "base learning rate"),
+        ("--momentum", "sgd (default 0.9) and rmsprop (default 0)"),
+        ("--nesterov", "Nesterov momentum (sgd)"),
+        ("--weight-decay", "L2 (decoupled for adamw); not on biases and norms"),
+        ("--l1", "L1 penalty coefficient"),
+        ("--label-smoothing", ""),
+        ("--clip-grad-norm", "clip the gradient norm to this value"),
+        ("--schedule", "learning-rate schedule, per step"),
+        ("--warmup-epochs", "linear warmup (may be fractional)"),
+        ("--lr-end", "linear/cosine: final lr (lr_tau; default lr / 100)"),
+        ("--decay-epochs", "linear/cosine: epochs until lr_end (tau; default: the whole phase)"),
+        ("--step-epochs", "step: epochs between decays"),
+        ("--gamma", "step: decay factor"),
+    ],
+    "loop": [
+        ("--epochs", "", "N"),
+        ("--batch-size", "per process"),
+        ("--patience", "early stopping after N epochs without improvement", "N"),
+        ("--monitor", "what early stopping and the best epoch go by"),
+        ("--workers", "DataLoader worker processes (default: from the CPU count)"),
+        ("--device", ""),
+        ("--amp", "mixed precision on CUDA"),
+        ("--channels-last", "channels-last memory format"),
+    ],
+    "output": [
+        ("--models-dir", "where bundles go", "DIR"),
+        ("--name", "model name (default: from the data folder)"),
+        ("--run-dir", "history, curves, checkpoints (default: runs/<name>-<time>)", "DIR"),
+        ("--export", "export a bundle at the end"),
+        ("--quiet", "no progress bars (for logs)"),
+    ],
+}
+
+
+def _add_fit_option(group: argparse._ArgumentGroup, flag: str, help_text: str, metavar: str | None) -> None:
+    """A fit option whose type, choices and default come from ``FitConfig``; the default shows in the help.
 
     Defaults are not set on the parser (argparse.SUPPRESS) so that only the flags actually given override the
     config file.
@@ -124,23 +189,25 @@ def _flag_adder(group: argparse._ArgumentGroup) -> Callable[..., None]:
 
     from training.config import FitConfig
 
-    def add(flag: str, help_text: str, **kwargs: Any) -> None:
-        field = FitConfig.model_fields[flag.lstrip("-").replace("-", "_")]
-        default = field.default
-        shown = "" if default is PydanticUndefined or default is None else f" (default: {default})"
-        group.add_argument(flag, help=help_text + shown, default=argparse.SUPPRESS, **kwargs)
+    field = FitConfig.model_fields[flag.lstrip("-").replace("-", "_")]
+    default = field.default
+    shown = "" if default is PydanticUndefined or default is None else f" (default: {default})"
+    kind = _argument_kind(field.annotation)
+    group.add_argument(flag, help=help_text + shown, default=argparse.SUPPRESS, metavar=metavar, **kind)
 
-    return add
+
+def _argument_kind(annotation: Any) -> dict[str, Any]:
+    """argparse's ``type``, ``choices`` or ``action`` for a ``FitConfig`` field (``X | None`` counts as ``X``)."""
+    if get_origin(annotation) in (Union, UnionType):
+        (annotation,) = (arg for arg in get_args(annotation) if arg is not type(None))
+    if get_origin(annotation) is Literal:
+        return {"choices": list(get_args(annotation))}
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    return {} if annotation is str else {"type": annotation}
 
 
 def _add_fit_parser(commands: Any) -> None:
-    from training.config import FitConfig
-
-    choices = {
-        name: list(get_args(field.annotation))
-        for name, field in FitConfig.model_fields.items()
-        if get_origin(field.annotation) is Literal
-    }
     fit = commands.add_parser(
         "fit",
         help="fine-tune a backbone on an image folder and export a bundle",
@@ -150,70 +217,10 @@ def _add_fit_parser(commands: Any) -> None:
     fit.add_argument("--config", default=None, help="YAML file of fit options")
     fit.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its folder")
     fit.set_defaults(handler=_fit)
-    boolean = argparse.BooleanOptionalAction
-
-    add = _flag_adder(fit.add_argument_group("data"))
-    add("--data", "ImageFolder tree: DIR/<class>/<image>", metavar="DIR", type=Path)
-    add("--val-data", "validation folder (default: a stratified split of --data)", metavar="DIR", type=Path)
-    add("--val-fraction", "share of --data held out for validation", type=float)
-    add("--test-data", "held-out folder, scored once at the end", metavar="DIR", type=Path)
-    add("--augment", "training augmentation preset", choices=choices["augment"])
-    add("--hflip", "random horizontal flips with light/standard (off for digits, text)", action=boolean)
-    add("--seed", "seed for the split, initialisation and shuffling", type=int)
-
-    add = _flag_adder(fit.add_argument_group("network"))
-    add("--backbone", "see `python -m training backbones`", metavar="NAME")
-    add("--pretrained", "ImageNet weights: auto = when the backbone has them", choices=choices["pretrained"])
-    add("--weights", "local backbone weights (safetensors or a torch state dict)", metavar="PATH", type=Path)
-    add("--image-size", "input crop in pixels (default: the backbone's)", metavar="PX", type=int)
-    add("--crop-pct", "crop / resize ratio (1.0: no border cropped; default: the backbone's)", type=float)
-    add("--dropout", "dropout before the classifier", type=float)
-    add("--batch-norm", "batch norm in LeNet-5; VGG's _bn variants", action=boolean)
-
-    add = _flag_adder(fit.add_argument_group("transfer learning"))
-    add("--mode", "what trains", choices=choices["mode"])
-    add(
-        "--unfreeze",
-        "partial / two-phase: unfreeze the last N stages (partial default: 1; two-phase: all)",
-        metavar="N",
-        type=int,
-    )
-    add("--head-epochs", "two-phase: epochs that train the head only", metavar="K", type=int)
-    add("--finetune-lr-scale", "two-phase: lr factor after unfreezing", type=float)
-    add("--layer-decay", "discriminative lr: a stage d levels below the head gets lr * decay**d", type=float)
-
-    add = _flag_adder(fit.add_argument_group("optimisation"))
-    add("--optimizer", "", choices=choices["optimizer"])
-    add("--lr", "base learning rate", type=float)
-    add("--momentum", "sgd (default 0.9) and rmsprop (default 0)", type=float)
-    add("--nesterov", "Nesterov momentum (sgd)", action=boolean)
-    add("--weight-decay", "L2 (decoupled for adamw); not on biases and norms", type=float)
-    add("--l1", "L1 penalty coefficient", type=float)
-    add("--label-smoothing", "", type=float)
-    add("--clip-grad-norm", "clip the gradient norm to this value", type=float)
-    add("--schedule", "learning-rate schedule, per step", choices=choices["schedule"])
-    add("--warmup-epochs", "linear warmup (may be fractional)", type=float)
-    add("--lr-end", "linear/cosine: final lr (lr_tau; default lr / 100)", type=float)
-    add("--decay-epochs", "linear/cosine: epochs until lr_end (tau; default: the whole phase)", type=float)
-    add("--step-epochs", "step: epochs between decays", type=float)
-    add("--gamma", "step: decay factor", type=float)
-
-    add = _flag_adder(fit.add_argument_group("loop"))
-    add("--epochs", "", metavar="N", type=int)
-    add("--batch-size", "per process", type=int)
-    add("--patience", "early stopping after N epochs without improvement", metavar="N", type=int)
-    add("--monitor", "what early stopping and the best epoch go by", choices=choices["monitor"])
-    add("--workers", "DataLoader worker processes (default: from the CPU count)", type=int)
-    add("--device", "", choices=choices["device"])
-    add("--amp", "mixed precision on CUDA", action=boolean)
-    add("--channels-last", "channels-last memory format", action=boolean)
-
-    add = _flag_adder(fit.add_argument_group("output"))
-    add("--models-dir", "where bundles go", metavar="DIR", type=Path)
-    add("--name", "model name (default: from the data folder)")
-    add("--run-dir", "history, curves, checkpoints (default: runs/<name>-<time>)", metavar="DIR", type=Path)
-    add("--export", "export a bundle at the end", action=boolean)
-    add("--quiet", "no progress bars (for logs)", action=boolean)
+    for title, options in FIT_OPTIONS.items():
+        group = fit.add_argument_group(title)
+        for flag, help_text, *metavar in options:
+            _add_fit_option(group, flag, help_text, metavar[0] if metavar else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
