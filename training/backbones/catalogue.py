@@ -32,8 +32,8 @@ class BackboneInfo:
     family: Family
     model: str
     summary: str
-    weights: WeightSource | None  # None: no pretrained weights, it trains from scratch
     preprocessing: DefaultPreprocessing  # the evaluation preprocessing its pretrained weights expect
+    weights: WeightSource | None = None  # None: no pretrained weights, it trains from scratch
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     pretrained_kwargs: Mapping[str, Any] = field(default_factory=dict)  # added when it starts from its weights
     min_size: int = 32
@@ -68,8 +68,8 @@ def torchvision_backbone(
         "torchvision",
         model,
         summary,
-        source,
         source.preprocessing,
+        source,
         kwargs=kwargs or {},
         pretrained_kwargs=pretrained_kwargs or {},
         min_size=min_size,
@@ -79,7 +79,7 @@ def torchvision_backbone(
 def timm_backbone(model: str, summary: str, *, name: str | None = None) -> BackboneInfo:
     """A timm model with its pretrained weights, preprocessed as its ``pretrained_cfg`` says."""
     source = TimmWeights(model)
-    return BackboneInfo(name or model, "timm", model, summary, source, source.preprocessing)
+    return BackboneInfo(name or model, "timm", model, summary, source.preprocessing, source)
 
 
 # GoogLeNet and Inception v3 as torchvision builds them for their ImageNet weights, minus the auxiliary heads
@@ -91,13 +91,7 @@ CATALOGUE: dict[str, BackboneInfo] = {
     info.name: info
     for info in (
         BackboneInfo(
-            "lenet5",
-            "lenet",
-            "lenet5",
-            "LeNet-5 (1998): the from-scratch baseline",
-            weights=None,
-            preprocessing=LENET_PREPROCESSING,
-            min_size=8,
+            "lenet5", "lenet", "lenet5", "LeNet-5 (1998): the from-scratch baseline", LENET_PREPROCESSING, min_size=8
         ),
         torchvision_backbone("vgg11_bn", "VGG-11 with batch norm (2014)"),
         torchvision_backbone("vgg16_bn", "VGG-16 with batch norm (2014)"),
@@ -127,8 +121,8 @@ CATALOGUE: dict[str, BackboneInfo] = {
             "timm",
             "tf_efficientnet_lite0",
             "EfficientNet-Lite0 (2020): ImageNet weights offline, the default",
+            LITE0_PREPROCESSING,
             weights=Lite0Package(),
-            preprocessing=LITE0_PREPROCESSING,
         ),
         torchvision_backbone("convnext_tiny", "ConvNeXt-Tiny (2022)"),
     )
