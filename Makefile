@@ -89,4 +89,4 @@ bench: default-model
 		{ $$sudo apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
-	$(PY) scripts/bench_serving.py --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
+	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
