@@ -20,9 +20,9 @@ from scripts.bench.report import publish
 from scripts.bench.serving import __doc__ as description
 from scripts.bench.serving.inprocess import InProcess, InProcessBench, large_jpeg_ms
 from scripts.bench.serving.points import Pair, Point, measure_pairs, measure_point
-from scripts.bench.serving.scenarios import V1_PREDICT, Scenario
+from scripts.bench.serving.scenarios import ALSO, PRIMARY, Scenario
 from scripts.bench.serving.section import Report, render
-from scripts.bench.serving.service import first_requests_ms, serve
+from scripts.bench.serving.service import Server, first_requests_ms, serve
 
 SOFTWARE = ("onnxruntime", "numpy", "pillow", "fastapi", "starlette", "uvicorn", "uvloop", "httptools")
 STARTUPS = 3  # start-up alone, a few times: one start is at the mercy of the background load
@@ -34,7 +34,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per HTTP load point")
     parser.add_argument("--in-process-seconds", type=float, default=3.0, help="seconds per in-process point")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=list(V1_PREDICT.concurrency))
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(PRIMARY.concurrency))
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-batching-off", action="store_true", help="skip the runs with batching off")
     parser.add_argument(
@@ -56,40 +56,59 @@ def find_bundle(models_dir: Path, name: str) -> Bundle:
 
 @dataclass
 class HttpResults:
-    points: list[Point] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)  # the primary scenario, batching on and off
+    others: list[Point] = field(default_factory=list)  # the other scenarios, batching on
     pairs: list[Pair] = field(default_factory=list)
     startups_s: list[float] = field(default_factory=list)
     first_ms: list[float] = field(default_factory=lambda: [0.0])
 
 
-def measure_http(
-    args: argparse.Namespace,
-    scenario: Scenario,
-    request: Request,
-    work: Path,
-    bench: InProcessBench,
-    in_process: InProcess,
-    generate: LoadGenerator,
-) -> HttpResults:
-    """The service with batching on (and off), at each concurrency; the paired rounds with batching on."""
+@dataclass(frozen=True)
+class HttpRun:
+    """What the HTTP part sends, to which model, with what, and for how long."""
+
+    models_dir: Path
+    model: str
+    image: bytes
+    primary: Scenario
+    others: tuple[Scenario, ...]
+    generate: LoadGenerator
+    seconds: float
+    batching_off: bool
+    pairs: int
+    in_process_seconds: float
+
+    def request(self, scenario: Scenario) -> Request:
+        return scenario.request(self.model, self.image)
+
+    def point(self, server: Server, scenario: Scenario, batching: bool, clients: int) -> Point:
+        request = self.request(scenario)
+        return measure_point(server, scenario.name, request, batching, clients, self.seconds, self.generate)
+
+
+def measure_http(run: HttpRun, work: Path, bench: InProcessBench, in_process: InProcess) -> HttpResults:
+    """Start-up, then the service with batching on (and off) at each concurrency of each scenario, and the paired
+    rounds with batching on."""
     results = HttpResults()
     for attempt in range(STARTUPS):
-        with serve(args.models_dir, args.model, {}, work, f"startup-{attempt}") as server:
+        with serve(run.models_dir, run.model, {}, work, f"startup-{attempt}") as server:
             results.startups_s.append(server.startup_s)
             if attempt == 0:
-                results.first_ms = first_requests_ms(server, request)
+                results.first_ms = first_requests_ms(server, run.request(run.primary))
     print(f"start-up to ready: {', '.join(f'{s:.2f}' for s in results.startups_s)} s", flush=True)
-    for batching in [True] if args.no_batching_off else [True, False]:
+    for batching in [True, False] if run.batching_off else [True]:
         env = {} if batching else {"IMGCLF_BATCHING": "false"}
         label = "batching-on" if batching else "batching-off"
-        with serve(args.models_dir, args.model, env, work, label) as server:
+        with serve(run.models_dir, run.model, env, work, label) as server:
             print(f"service ({label}): ready after {server.startup_s:.2f} s", flush=True)
-            for clients in scenario.concurrency:
-                results.points.append(measure_point(server, request, batching, clients, args.seconds, generate))
-            if batching and args.pairs:
+            results.points += [run.point(server, run.primary, batching, c) for c in run.primary.concurrency]
+            if batching:
+                results.others += [run.point(server, s, True, c) for s in run.others for c in s.concurrency]
+            if batching and run.pairs:
                 results.pairs = measure_pairs(
-                    bench, in_process, server, request, generate, args.pairs, args.in_process_seconds, args.seconds / 2
-                )
+                    bench, in_process, server, run.primary.name, run.request(run.primary), run.generate, run.pairs,
+                    run.in_process_seconds, run.seconds / 2,
+                )  # fmt: skip
     return results
 
 
@@ -105,9 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.models_dir = args.models_dir.resolve()
     bundle = find_bundle(args.models_dir, args.model)
     settings = Settings(models_dir=args.models_dir)
-    scenario = dataclasses.replace(V1_PREDICT, concurrency=tuple(args.concurrency))
     image = test_jpeg((640, 480))
-    request = scenario.request(args.model, image)
     machine = this_machine()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = load_average()
@@ -115,13 +132,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-") as tmp:
         work = Path(tmp)
-        generate = load_generator(args.client, work)
+        run = HttpRun(
+            models_dir=args.models_dir,
+            model=args.model,
+            image=image,
+            primary=dataclasses.replace(PRIMARY, concurrency=tuple(args.concurrency)),
+            others=ALSO,
+            generate=load_generator(args.client, work),
+            seconds=args.seconds,
+            batching_off=not args.no_batching_off,
+            pairs=args.pairs,
+            in_process_seconds=args.in_process_seconds,
+        )
         print("in-process:", flush=True)
         bench = InProcessBench(bundle, image, settings)
         in_process = bench.sweep(args.in_process_seconds)
         large = large_jpeg_ms(bundle.spec.preprocessing)
         print(f"  4000x3000 JPEG: {large[0]:.1f} ms with draft, {large[1]:.1f} ms without", flush=True)
-        http = measure_http(args, scenario, request, work, bench, in_process, generate)
+        http = measure_http(run, work, bench, in_process)
         bench.close()
 
     report = Report(
@@ -131,12 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings=settings,
         model=f"{bundle.name}` version `{bundle.version}",
         image_bytes=len(image),
-        client=generate.description,
+        client=run.generate.description,
         backend=describe_backend(bench, settings),
         seconds=args.seconds,
         in_process_seconds=args.in_process_seconds,
         in_process=in_process,
         points=http.points,
+        others=http.others,
         pairs=http.pairs,
         startups_s=http.startups_s,
         first_ms=http.first_ms,

@@ -17,6 +17,7 @@ PAIRED_CLIENTS = 16
 
 @dataclass
 class Point:
+    scenario: str  # the name of the load scenario
     batching: bool
     clients: int
     load: Load
@@ -33,9 +34,16 @@ class Point:
 
 
 def measure_point(
-    server: Server, request: Request, batching: bool, clients: int, seconds: float, generate: LoadGenerator
+    server: Server,
+    scenario: str,
+    request: Request,
+    batching: bool,
+    clients: int,
+    seconds: float,
+    generate: LoadGenerator,
 ) -> Point:
-    """``clients`` clients sending ``request`` for ``seconds``, after a warm-up at the same concurrency."""
+    """``clients`` clients sending the scenario's ``request`` for ``seconds``, after a warm-up at the same
+    concurrency."""
     generate(server.port, request, clients, min(WARM_UP_S, seconds))  # not measured
     server.wait_until_idle()
     before, cpu_before, wall_before = server.batcher_metrics(), server.cpu_seconds(), time.time()
@@ -51,6 +59,7 @@ def measure_point(
     batches = delta("imgclf_batch_size_count") or 1.0
     waits = delta("imgclf_queue_wait_seconds_count") or 1.0
     point = Point(
+        scenario=scenario,
         batching=batching,
         clients=clients,
         load=load,
@@ -62,9 +71,10 @@ def measure_point(
         load_average=average,
     )
     print(
-        f"  batching {'on ' if batching else 'off'} c={clients:>2}: {load.rate:6.1f} img/s  p50 {load.p50_ms:6.1f} "
-        f"p90 {load.p90_ms:6.1f} p99 {load.p99_ms:6.1f} ms  non-2xx {load.non2xx} errors {load.socket_errors}  "
-        f"batch {point.mean_batch:4.1f}  server CPU {cpu:.2f}  load {average:.2f}",
+        f"  {scenario} batching {'on ' if batching else 'off'} c={clients:>2}: {load.rate:6.1f} img/s  "
+        f"p50 {load.p50_ms:6.1f} p90 {load.p90_ms:6.1f} p99 {load.p99_ms:6.1f} ms  "
+        f"non-2xx {load.non2xx} errors {load.socket_errors}  batch {point.mean_batch:4.1f}  server CPU {cpu:.2f}  "
+        f"load {average:.2f}",
         flush=True,
     )
     return point
@@ -84,6 +94,7 @@ def measure_pairs(
     bench: InProcessBench,
     in_process: InProcess,
     server: Server,
+    scenario: str,
     request: Request,
     generate: LoadGenerator,
     rounds: int,
@@ -93,11 +104,11 @@ def measure_pairs(
     """Alternate the best in-process arrangement with the service at 16 clients, so that each HTTP number has an
     in-process number measured under the same background load beside it."""
     arrangement, batch, _ = in_process.limit
-    pairs = []
+    pairs: list[Pair] = []
     print(f"paired rounds: {arrangement}, batch {batch} vs HTTP at {PAIRED_CLIENTS} clients", flush=True)
     for _ in range(rounds):
         reference = bench.rate(arrangement, batch, in_process_seconds)
-        point = measure_point(server, request, True, PAIRED_CLIENTS, http_seconds, generate)
+        point = measure_point(server, scenario, request, True, PAIRED_CLIENTS, http_seconds, generate)
         pairs.append(Pair(reference, point))
         print(f"  in-process {reference.images_per_second:.1f} img/s: HTTP/in-process {pairs[-1].ratio:.0%}")
     return pairs

@@ -1,6 +1,8 @@
 """Load scenarios: what the clients send to the service (a request builder) and at how many clients.
 
-A new one (another protocol, endpoint or body) is a builder here and a line where ``__main__`` runs scenarios.
+``PRIMARY`` is the one the section's main table, the targets and the paired check are about; each scenario in
+``ALSO`` runs beside it on the same service (batching on) and gets a row per client count under "Other load
+scenarios". A new protocol, endpoint or body is a builder and a ``Scenario`` added to ``ALSO``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ class Scenario:
 
 
 def v1_raw_jpeg(model: str, image: bytes) -> Request:
-    """``POST /v1/predict`` (the default model) with the image as a raw ``image/jpeg`` body."""
+    """``POST /v1/predict`` (the default model, which the benchmark sets to ``model``) with a raw JPEG body."""
     return Request("/v1/predict", image, "image/jpeg")
 
 
-V1_PREDICT = Scenario("/v1/predict, raw image/jpeg body", v1_raw_jpeg, (1, 4, 16, 64))
+PRIMARY = Scenario("/v1/predict", v1_raw_jpeg, (1, 4, 16, 64))
+ALSO: tuple[Scenario, ...] = ()

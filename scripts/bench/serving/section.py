@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.config import Settings
 from scripts.bench.machine import Machine
@@ -34,6 +34,7 @@ class Report:
     large_jpeg: tuple[float, float]
     load_before: float
     load_after: float = 0.0
+    others: list[Point] = field(default_factory=list)  # scenarios other than the primary one, batching on
 
     @property
     def limit(self) -> float:
@@ -45,6 +46,7 @@ def render(report: Report) -> str:
         *_header(report),
         *_in_process(report),
         *_over_http(report),
+        *_other_scenarios(report),
         *_paired(report),
         *_targets(report),
     ]
@@ -101,14 +103,21 @@ def _in_process(report: Report) -> list[str]:
     ]
 
 
-def _point_row(point: Point, limit: float) -> str:
+def _point_row(point: Point, limit: float, first: str) -> str:
     load = point.load
     return (
-        f"| {'on' if point.batching else 'off'} | {point.clients} | {load.rate:.1f} | {load.rate / limit:.0%} | "
+        f"| {first} | {point.clients} | {load.rate:.1f} | {load.rate / limit:.0%} | "
         f"{load.p50_ms:.1f} | {load.p90_ms:.1f} | {load.p99_ms:.1f} | {load.non2xx + load.socket_errors} | "
         f"{point.mean_batch:.1f} | {point.mean_queue_wait_ms:.1f} | {point.mean_inference_ms:.1f} | "
         f"{point.server_cpu:.2f} | {point.cpu_ms_per_image:.1f} | {point.load_average:.2f} |"
     )
+
+
+COLUMNS = (
+    "| clients | img/s | % of limit | p50 ms | p90 ms | p99 ms | errors | mean batch | queue wait ms | inference ms "
+    "| server CPU | CPU ms/img | load 1m |"
+)
+ALIGNMENT = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 
 def _over_http(report: Report) -> list[str]:
@@ -121,10 +130,25 @@ def _over_http(report: Report) -> list[str]:
         "CPU ms/img the server's CPU time per image (the efficiency figure that other work on the machine disturbs "
         "least).",
         "",
-        "| batching | clients | img/s | % of limit | p50 ms | p90 ms | p99 ms | errors | mean batch | queue wait ms "
-        "| inference ms | server CPU | CPU ms/img | load 1m |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *(_point_row(p, report.limit) for p in report.points),
+        f"| batching {COLUMNS}",
+        ALIGNMENT,
+        *(_point_row(p, report.limit, "on" if p.batching else "off") for p in report.points),
+        "",
+    ]
+
+
+def _other_scenarios(report: Report) -> list[str]:
+    if not report.others:
+        return []
+    return [
+        "### Other load scenarios",
+        "",
+        "The same service (batching on) and columns as above, under other requests (`scripts/bench/serving/"
+        "scenarios.py`).",
+        "",
+        f"| scenario {COLUMNS}",
+        ALIGNMENT,
+        *(_point_row(p, report.limit, f"`{p.scenario}`") for p in report.others),
         "",
     ]
 

@@ -9,15 +9,17 @@ from scripts.bench.load import Load, Request
 from scripts.bench.machine import Machine
 from scripts.bench.serving.inprocess import InProcess, Rate
 from scripts.bench.serving.points import Pair, Point
-from scripts.bench.serving.scenarios import V1_PREDICT
+from scripts.bench.serving.scenarios import PRIMARY
 from scripts.bench.serving.section import Report, render
 
 ARRANGEMENT = "service (onnx on cpu), 1 inference thread"
 
 
-def point(clients: int, rate: float, p50_ms: float, batching: bool = True, non2xx: int = 0) -> Point:
+def point(
+    clients: int, rate: float, p50_ms: float, batching: bool = True, non2xx: int = 0, scenario: str = "/v1/predict"
+) -> Point:
     load = Load(round(rate * 10), 10.0, non2xx, 0, p50_ms, p50_ms * 1.5, p50_ms * 2)
-    return Point(batching, clients, load, 3.0, 2.0, 50.0, load.requests, 1.9, 2.5)
+    return Point(scenario, batching, clients, load, 3.0, 2.0, 50.0, load.requests, 1.9, 2.5)
 
 
 def report(c16_rate: float, c1_p50_ms: float, pairs: int = 0) -> Report:
@@ -56,6 +58,7 @@ def test_the_section_has_its_heading_tables_and_rows() -> None:
     for subsection in ("### In-process limit (no HTTP)", "### Over HTTP", "### Targets"):
         assert f"\n{subsection}\n" in text
     assert "### Paired check" not in text  # no pairs were run
+    assert "### Other load scenarios" not in text  # none but the primary one
     assert f"**In-process limit: 100.0 img/s** ({ARRANGEMENT}, batch 16)" in text
     assert "| on | 16 | 95.0 | 95% | 120.0 |" in text
     assert "- Machine: Test CPU, 2 cores available to the process" in text
@@ -79,6 +82,18 @@ def test_targets_are_judged_from_the_numbers(c16_rate: float, c1_p50_ms: float, 
     assert "### Paired check at 16 clients" in text
 
 
+def test_other_scenarios_get_their_own_table() -> None:
+    with_v2 = report(95.0, 14.0)
+    with_v2.others = [point(16, 90.0, 130.0, scenario="/v2/models/m/infer")]
+
+    text = render(with_v2)
+
+    other = text[text.index("### Other load scenarios") : text.index("### Targets")]
+    assert "| `/v2/models/m/infer` | 16 | 90.0 | 90% | 130.0 |" in other
+    assert "| on | 16 | 95.0 | 95% | 120.0 |" not in other  # the primary scenario stays in its own table
+    assert "- c=16 throughput: 95.0 img/s" in text  # and the targets are about it
+
+
 def test_the_v1_scenario_posts_the_image_as_a_raw_jpeg() -> None:
-    assert V1_PREDICT.request("efficientnet-lite0", b"\xff\xd8") == Request("/v1/predict", b"\xff\xd8", "image/jpeg")
-    assert V1_PREDICT.concurrency == (1, 4, 16, 64)
+    assert PRIMARY.request("efficientnet-lite0", b"\xff\xd8") == Request("/v1/predict", b"\xff\xd8", "image/jpeg")
+    assert PRIMARY.concurrency == (1, 4, 16, 64)
