@@ -56,7 +56,7 @@ prepare-fashion-mnist: $(STAMP)
 	$(PY) -m training prepare fashion-mnist --out $(FASHION_MNIST_DIR)
 
 bench-training: prepare-fashion-mnist
-	$(PY) scripts/bench_training.py --data $(FASHION_MNIST_DIR)
+	$(PY) -m scripts.bench.training --data $(FASHION_MNIST_DIR)
 
 # ---- Containers (docs/deployment.md) ----------------------------------------------------------------------------
 # `make docker` builds the serving image (default target) and the training image. Pass build arguments with
