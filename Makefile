@@ -32,7 +32,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy modelspec app training
+	$(PY) -m mypy modelspec app training scripts/bench
 
 format: $(STAMP)
 	$(PY) -m ruff format .
