@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.config import Settings
@@ -103,24 +104,27 @@ def _in_process(report: Report) -> list[str]:
     ]
 
 
-def _point_row(point: Point, limit: float, first: str) -> str:
-    load = point.load
-    return (
-        f"| {first} | {point.clients} | {load.rate:.1f} | {load.rate / limit:.0%} | "
-        f"{load.p50_ms:.1f} | {load.p90_ms:.1f} | {load.p99_ms:.1f} | {load.non2xx + load.socket_errors} | "
-        f"{point.mean_batch:.1f} | {point.mean_queue_wait_ms:.1f} | {point.mean_inference_ms:.1f} | "
-        f"{point.server_cpu:.2f} | {point.cpu_ms_per_image:.1f} | {point.load_average:.2f} |"
+def _points_table(report: Report, first: tuple[str, Callable[[Point], str]], points: list[Point]) -> list[str]:
+    """One row per load point; ``first`` names the first column and what it shows of a point."""
+    title, cell = first
+    header = (
+        f"| {title} | clients | img/s | % of limit | p50 ms | p90 ms | p99 ms | errors | mean batch | queue wait ms "
+        "| inference ms | server CPU | CPU ms/img | load 1m |"
     )
-
-
-COLUMNS = (
-    "| clients | img/s | % of limit | p50 ms | p90 ms | p99 ms | errors | mean batch | queue wait ms | inference ms "
-    "| server CPU | CPU ms/img | load 1m |"
-)
-ALIGNMENT = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    rows = []
+    for point in points:
+        load = point.load
+        rows.append(
+            f"| {cell(point)} | {point.clients} | {load.rate:.1f} | {load.rate / report.limit:.0%} | "
+            f"{load.p50_ms:.1f} | {load.p90_ms:.1f} | {load.p99_ms:.1f} | {load.non2xx + load.socket_errors} | "
+            f"{point.mean_batch:.1f} | {point.mean_queue_wait_ms:.1f} | {point.mean_inference_ms:.1f} | "
+            f"{point.server_cpu:.2f} | {point.cpu_ms_per_image:.1f} | {point.load_average:.2f} |"
+        )
+    return [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", *rows]
 
 
 def _over_http(report: Report) -> list[str]:
+    batching = ("batching", lambda p: "on" if p.batching else "off")
     return [
         "### Over HTTP",
         "",
@@ -130,9 +134,7 @@ def _over_http(report: Report) -> list[str]:
         "CPU ms/img the server's CPU time per image (the efficiency figure that other work on the machine disturbs "
         "least).",
         "",
-        f"| batching {COLUMNS}",
-        ALIGNMENT,
-        *(_point_row(p, report.limit, "on" if p.batching else "off") for p in report.points),
+        *_points_table(report, batching, report.points),
         "",
     ]
 
@@ -140,17 +142,9 @@ def _over_http(report: Report) -> list[str]:
 def _other_scenarios(report: Report) -> list[str]:
     if not report.others:
         return []
-    return [
-        "### Other load scenarios",
-        "",
-        "The same service (batching on) and columns as above, under other requests (`scripts/bench/serving/"
-        "scenarios.py`).",
-        "",
-        f"| scenario {COLUMNS}",
-        ALIGNMENT,
-        *(_point_row(p, report.limit, f"`{p.scenario}`") for p in report.others),
-        "",
-    ]
+    scenario = ("scenario", lambda p: f"`{p.scenario}`")
+    intro = "The same service (batching on) and columns as above, under other requests (`serving/scenarios.py`)."
+    return ["### Other load scenarios", "", intro, "", *_points_table(report, scenario, report.others), ""]
 
 
 def _paired(report: Report) -> list[str]:
