@@ -32,7 +32,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy modelspec app training
+	$(PY) -m mypy modelspec app training scripts/bench
 
 format: $(STAMP)
 	$(PY) -m ruff format .
@@ -56,7 +56,7 @@ prepare-fashion-mnist: $(STAMP)
 	$(PY) -m training prepare fashion-mnist --out $(FASHION_MNIST_DIR)
 
 bench-training: prepare-fashion-mnist
-	$(PY) scripts/bench_training.py --data $(FASHION_MNIST_DIR)
+	$(PY) -m scripts.bench.training --data $(FASHION_MNIST_DIR)
 
 # ---- Containers (docs/deployment.md) ----------------------------------------------------------------------------
 # `make docker` builds the serving image (default target) and the training image. Pass build arguments with
@@ -89,4 +89,4 @@ bench: default-model
 		{ $$sudo apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
-	$(PY) scripts/bench_serving.py --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
+	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)

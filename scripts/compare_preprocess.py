@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 from modelspec import Preprocessing  # noqa: E402
 from modelspec.decode import DecodeLimits, open_image  # noqa: E402
-from scripts.bench_serving import test_jpeg  # noqa: E402
+from scripts.bench.images import test_jpeg  # noqa: E402
 
 LITE0 = Preprocessing(resize_size=256, crop_size=224, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
 

@@ -3,7 +3,8 @@
 1. Builds the default bundle (EfficientNet-Lite0, ImageNet) into a temporary models folder.
 2. Checks that the torch backend on CUDA in fp16 gives the same top-5 as ONNX Runtime in fp32 on the CPU, for
    scikit-image's chelsea, coffee and astronaut photos (the service's own decode + preprocess), and fp32 on CUDA too.
-3. Runs scripts/bench_serving.py against it: the in-process limit and the real service over HTTP, on CUDA.
+3. Runs the serving benchmark (``python -m scripts.bench.serving``) against it: the in-process limit and the real
+   service over HTTP, on CUDA.
 4. Prints a short table and writes everything to ``--output``.
 """
 
@@ -112,7 +113,8 @@ def main() -> int:
     bench_md = args.output.with_name(args.output.stem + "-bench.md")
     command = [
         sys.executable,
-        str(ROOT / "scripts" / "bench_serving.py"),
+        "-m",
+        "scripts.bench.serving",
         "--models-dir",
         str(args.models_dir),
         "--seconds",
@@ -125,7 +127,7 @@ def main() -> int:
         str(bench_md),
     ]
     print("running", " ".join(command), flush=True)
-    bench = subprocess.run(command, check=False)
+    bench = subprocess.run(command, cwd=ROOT, check=False)
     same = all(value for row in rows for key, value in row.items() if key.endswith("same top-5"))
     lines = [
         "# GPU serving check",

@@ -1,0 +1,55 @@
+"""BENCHMARKS.md is one file of sections ("## Serving", "## Training", ...), each written by its own benchmark:
+replace exactly one of them and keep the others as they are."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+NEW_FILE = "# Benchmarks\n"
+
+
+def heading_of(section: str) -> str:
+    """The section's first line, e.g. ``## Serving``: what marks it in the file."""
+    heading = section.split("\n", 1)[0]
+    if not heading.startswith("## "):
+        raise ValueError(f"a section starts with a '## ' heading line, not {heading!r}")
+    return heading
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with its section of the same heading replaced by ``section`` (added at the end if it has none)."""
+    heading = heading_of(section)
+    body = section.rstrip("\n") + "\n"
+    # From the heading line to the next level-2 heading (a "### " subsection does not end it) or the end.
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    return text.rstrip("\n") + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace (or add) ``section`` in the file at ``path``, which a reader never sees half-written."""
+    text = path.read_text(encoding="utf-8") if path.exists() else NEW_FILE
+    updated = replace_section(text, section)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(updated)
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's is 0o600
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def publish(section: str, output: Path | None) -> None:
+    """Print the section, and write it into ``output`` unless that is None (a dry run, or ``--output -``)."""
+    if output is not None:
+        write_section(output, section)
+        print(f"wrote the {heading_of(section)!r} section of {output}")
+    print(section)

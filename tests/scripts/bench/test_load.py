@@ -1,0 +1,106 @@
+"""The load generators: what they report must match what the server saw (counts, not speeds)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from scripts.bench.load import PythonClient, Request, Wrk, parse_wrk_output, raw_request
+
+WRK_STDOUT = """Running 10s test @ http://127.0.0.1:41234/v1/predict
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   124.10ms   30.02ms 301.55ms   70.11%
+  1288 requests in 10.00s, 1.02MB read
+Requests/sec:    128.76
+Transfer/sec:    104.36KB
+BENCH_JSON {"requests": 1288, "duration_us": 10003117, "non2xx": 3, "socket_errors": 1, "timeouts": 2, \
+"p50_us": 124100, "p90_us": 172700, "p99_us": 218600, "max_us": 301550}
+"""
+
+
+def test_wrk_output_is_read_from_our_scripts_line() -> None:
+    load = parse_wrk_output(WRK_STDOUT)
+
+    assert (load.requests, load.non2xx, load.socket_errors) == (1288, 3, 3)  # timeouts count as socket errors
+    assert (load.p50_ms, load.p90_ms, load.p99_ms) == (124.1, 172.7, 218.6)
+    assert load.rate == pytest.approx(1288 / 10.003117)
+
+
+def test_wrk_output_without_our_line_says_so() -> None:
+    with pytest.raises(ValueError, match="no BENCH_JSON line"):
+        parse_wrk_output("Running 10s test @ http://127.0.0.1:1/\n  0 requests in 10.00s\n")
+
+
+def test_raw_request_is_one_http_request_with_its_body() -> None:
+    wire = raw_request(Request("/v1/predict", b"\xff\xd8jpeg", "image/jpeg"), 8000)
+
+    assert wire == (
+        b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Type: image/jpeg\r\n"
+        b"Content-Length: 6\r\n\r\n\xff\xd8jpeg"
+    )
+    assert b"Content-Type" not in raw_request(Request("/health/live", method="GET"), 8000)
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers 200 on /ok and 503 elsewhere; records what each request carried."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as the service
+    seen: list[tuple[str, str, str | None, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+        answer = b'{"ok": true}'
+        self.send_response(200 if self.path == "/ok" else 503)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the tests read ``seen``."""
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadingHTTPServer]:
+    Recorder.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def port_of(server: ThreadingHTTPServer) -> int:
+    return int(server.server_address[1])
+
+
+def test_python_client_counts_answers_and_failures(server: ThreadingHTTPServer) -> None:
+    generate = PythonClient()
+    ok = generate(port_of(server), Request("/ok", b"image bytes", "image/jpeg"), clients=2, seconds=0.3)
+    failing = generate(port_of(server), Request("/fail", b"image bytes", "image/jpeg"), clients=2, seconds=0.3)
+
+    assert ok.requests > 0
+    assert (ok.non2xx, ok.socket_errors) == (0, 0)
+    assert failing.requests > 0
+    assert failing.non2xx == failing.requests
+    assert len(Recorder.seen) == ok.requests + failing.requests
+    assert set(Recorder.seen) == {
+        ("POST", "/ok", "image/jpeg", b"image bytes"),
+        ("POST", "/fail", "image/jpeg", b"image bytes"),
+    }
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_wrk_sends_the_request_and_counts_non_2xx(server: ThreadingHTTPServer, tmp_path: Path) -> None:
+    load = Wrk(tmp_path)(port_of(server), Request("/fail", b"\xff\xd8 a JPEG", "image/jpeg"), clients=2, seconds=1)
+
+    assert load.requests > 0
+    assert load.non2xx == load.requests
+    assert set(Recorder.seen) == {("POST", "/fail", "image/jpeg", b"\xff\xd8 a JPEG")}
