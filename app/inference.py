@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +24,6 @@ from PIL import Image
 
 from app.batching import BatcherClosedError
 from app.config import Settings
-from app.errors import APIError, image_api_error
 from app.metrics import Metrics
 from app.registry import LoadedModel
 from app.uploads import Upload
@@ -36,6 +36,30 @@ logger = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float32]
 
 
+class InferenceError(RuntimeError):
+    """Running a model failed; ``code`` is stable, the message says what to do."""
+
+    code: ClassVar[str] = "inference_failed"
+
+
+class InferenceFailedError(InferenceError):
+    code = "inference_failed"
+
+
+class InvalidInputError(InferenceError):
+    """A preprocessed array that does not fit the model."""
+
+    code = "invalid_input"
+
+
+class ModelReloadingError(InferenceError):
+    code = "model_reloading"
+
+
+ItemError = ImageError | InferenceError
+"""Why one input got no answer."""
+
+
 @dataclass(frozen=True)
 class ImageOutcome:
     """One image's result: its logits and embedding, or the error that stopped it."""
@@ -43,7 +67,7 @@ class ImageOutcome:
     filename: str | None
     logits: FloatArray | None = None
     embedding: FloatArray | None = None
-    error: APIError | None = None
+    error: ItemError | None = None
 
 
 class InferencePipeline:
@@ -63,7 +87,7 @@ class InferencePipeline:
                 return model, await self._run_on(model, uploads)
             except BatcherClosedError:
                 if attempt == 2:
-                    raise APIError(503, "model_reloading", "the model is being reloaded; retry in a moment") from None
+                    raise ModelReloadingError("the model is being reloaded; retry in a moment") from None
         raise AssertionError("unreachable")
 
     async def warm_up(self, model: LoadedModel, threads: int) -> None:
@@ -88,12 +112,12 @@ class InferencePipeline:
     async def _run_on(self, model: LoadedModel, uploads: Sequence[Upload]) -> list[ImageOutcome]:
         prep = model.spec.preprocessing
         if len(uploads) == 1:  # the common case: no task per image, one loop iteration less
-            decoded: Sequence[Float32Array | APIError] = [await self._decode(uploads[0].data, prep)]
+            decoded: Sequence[Float32Array | ImageError] = [await self._decode(uploads[0].data, prep)]
         else:
             decoded = await asyncio.gather(*(self._decode(upload.data, prep) for upload in uploads))
-        arrays = {i: item for i, item in enumerate(decoded) if not isinstance(item, APIError)}
+        arrays = {i: item for i, item in enumerate(decoded) if not isinstance(item, ImageError)}
         outcomes = [
-            ImageOutcome(upload.filename, error=item if isinstance(item, APIError) else None)
+            ImageOutcome(upload.filename, error=item if isinstance(item, ImageError) else None)
             for upload, item in zip(uploads, decoded, strict=True)
         ]
         if not arrays:
@@ -106,7 +130,7 @@ class InferencePipeline:
             raise
         except Exception:
             logger.exception("inference failed for %s version %d", model.name, model.version)
-            failure = APIError(500, "inference_failed", "the model failed on this input; it has been logged")
+            failure = InferenceFailedError("the model failed on this input; it has been logged")
             for i in good:
                 outcomes[i] = ImageOutcome(uploads[i].filename, error=failure)
             return outcomes
@@ -114,12 +138,12 @@ class InferencePipeline:
             outcomes[i] = ImageOutcome(uploads[i].filename, logits=logits[row], embedding=embeddings[row])
         return outcomes
 
-    async def _decode(self, data: bytes, prep: Preprocessing) -> Float32Array | APIError:
+    async def _decode(self, data: bytes, prep: Preprocessing) -> Float32Array | ImageError:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._timed_decode, data, prep)
         except ImageError as error:
-            return image_api_error(error)
+            return error
 
     def _timed_decode(self, data: bytes, prep: Preprocessing) -> Float32Array:
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import FastAPI
 
 from app import __version__
+from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
 from app.api.routes import admin, health, inference, metrics, models
 from app.config import Settings
@@ -19,7 +20,6 @@ from app.errors import install_error_handlers
 from app.inference import InferencePipeline
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry import ModelRegistry
-from app.uploads import BodyLimitMiddleware
 
 logger = logging.getLogger(__name__)
 

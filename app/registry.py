@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
+from typing import ClassVar
 
 import numpy as np
 
 from app.backends import Backend, Batch, Outputs, create_backend
 from app.batching import Batcher
 from app.config import Settings
-from app.errors import APIError
 from app.metrics import Metrics
 from modelspec import Bundle, BundleError, ModelSpec, list_models, read_bundle
 
@@ -33,6 +33,26 @@ PREFERRED_DEFAULT = "efficientnet-lite0"
 
 BackendFactory = Callable[[Settings, Bundle], Backend]
 Signature = tuple[tuple[str, int, int], ...]
+
+
+class ModelLookupError(LookupError):
+    """The model a request asks for cannot be served; ``code`` is stable, the message lists what can."""
+
+    code: ClassVar[str] = "model_not_found"
+
+
+class ModelNotFoundError(ModelLookupError):
+    code = "model_not_found"
+
+
+class VersionNotFoundError(ModelLookupError):
+    code = "version_not_found"
+
+
+class NotReadyError(ModelLookupError):
+    """No model is named and the default one is not loaded (yet)."""
+
+    code = "not_ready"
 
 
 def _now() -> str:
@@ -121,25 +141,21 @@ class ModelRegistry:
         return PREFERRED_DEFAULT if PREFERRED_DEFAULT in models else min(models)
 
     def get(self, name: str | None, version: int | None = None) -> LoadedModel:
-        """The model to serve; ``APIError`` 404/503 that says what exists when it cannot be found."""
+        """The model to serve; a ``ModelLookupError`` that says what exists when it cannot be found."""
         models = self._models
         if name is None:
             name = self.default_name()
             if name is None:
                 configured = self._settings.default_model
                 detail = f"the default model {configured!r} is not loaded" if configured else "no model is loaded"
-                raise APIError(503, "not_ready", f"{detail}; loaded: {sorted(models) or 'none'}; see /v1/models")
+                raise NotReadyError(f"{detail}; loaded: {sorted(models) or 'none'}; see /v1/models")
         versions = models.get(name)
         if not versions:
-            raise APIError(404, "model_not_found", f"no model named {name!r}; available: {sorted(models) or 'none'}")
+            raise ModelNotFoundError(f"no model named {name!r}; available: {sorted(models) or 'none'}")
         if version is None:
             return versions[max(versions)]
         if version not in versions:
-            raise APIError(
-                404,
-                "version_not_found",
-                f"{name} version {version} is not loaded; loaded versions: {sorted(versions)}",
-            )
+            raise VersionNotFoundError(f"{name} version {version} is not loaded; loaded versions: {sorted(versions)}")
         return versions[version]
 
     def failures(self, name: str) -> list[LoadFailure]:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import ServicesDep, VersionQuery
 from app.errors import APIError
-from app.inference import ImageOutcome, l2_normalize, top_k
+from app.inference import ImageOutcome, ItemError, l2_normalize, top_k
 from app.registry import LoadedModel
 from app.schemas import ErrorResponse, FeaturesResponse, PredictResponse
 from app.uploads import read_uploads
@@ -40,8 +40,8 @@ TopKQuery = Annotated[int, Query(ge=1, description="How many classes to return, 
 NormalizeQuery = Annotated[bool, Query(description="Scale each embedding to unit L2 norm.")]
 
 
-def _error_entry(error: APIError) -> dict[str, str]:
-    return {"code": error.code, "message": error.message}
+def _error_entry(error: ItemError) -> dict[str, str]:
+    return {"code": error.code, "message": str(error)}
 
 
 async def _run(
