@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,7 +25,7 @@ from PIL import Image
 from app.batching import BatcherClosedError
 from app.config import Settings
 from app.metrics import Metrics
-from app.registry import LoadedModel
+from app.model import LoadedModel
 from app.uploads import Upload
 from modelspec import Preprocessing
 from modelspec.decode import DecodeLimits, ImageError, load_input
@@ -71,10 +71,11 @@ class ImageOutcome:
 
 
 class InferencePipeline:
-    def __init__(self, settings: Settings, metrics: Metrics, decode_pool: Executor) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._limits = DecodeLimits(max_pixels=settings.max_image_pixels, draft=settings.draft_decode)
         self._metrics = metrics
-        self._pool = decode_pool
+        self._decode_threads = settings.resolved_decode_threads()
+        self._pool = ThreadPoolExecutor(self._decode_threads, thread_name_prefix="decode")
 
     async def run(
         self, resolve: Callable[[], LoadedModel], uploads: Sequence[Upload]
@@ -90,12 +91,11 @@ class InferencePipeline:
                     raise ModelReloadingError("the model is being reloaded; retry in a moment") from None
         raise AssertionError("unreachable")
 
-    async def warm_up(self, model: LoadedModel, threads: int) -> None:
-        """Run a synthetic JPEG through decode -> batcher -> top-k on each of the ``threads`` decode threads, so the
-        first real request finds every thread started, Pillow's JPEG plugin loaded and the lookup tables built.
-        Nothing is recorded in the metrics."""
-        prep = model.spec.preprocessing
-        together = threading.Barrier(threads)
+    async def warm_up(self) -> None:
+        """Start every decode thread and run a photo-sized JPEG through each, so that the first requests find the
+        threads started and Pillow's JPEG plugin loaded. Nothing is recorded in the metrics."""
+        prep = Preprocessing.for_crop(224, interpolation="bicubic")
+        together = threading.Barrier(self._decode_threads)
 
         def decode_together() -> Float32Array:
             # Each task waits for the others, so the pool has to start all its threads (it reuses an idle one
@@ -105,9 +105,10 @@ class InferencePipeline:
             return load_input(sample_jpeg(), prep, self._limits)
 
         loop = asyncio.get_running_loop()
-        arrays = await asyncio.gather(*(loop.run_in_executor(self._pool, decode_together) for _ in range(threads)))
-        logits, _ = await model.batcher.infer(np.stack(arrays), record=False)
-        top_k(logits[0], 5)
+        await asyncio.gather(*(loop.run_in_executor(self._pool, decode_together) for _ in range(self._decode_threads)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run_on(self, model: LoadedModel, uploads: Sequence[Upload]) -> list[ImageOutcome]:
         prep = model.spec.preprocessing

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from app.backends import Batch, Outputs
 from app.batching import Batcher, BatcherClosedError
+
+Run = Callable[[Batch], Outputs]
 
 
 def echo(batch: Batch) -> Outputs:
@@ -20,6 +23,23 @@ def echo(batch: Batch) -> Outputs:
 
 def images(*values: float) -> Batch:
     return np.stack([np.full((1, 2, 2), v, dtype=np.float32) for v in values])
+
+
+class FakeBackend:
+    """A backend made of functions: ``run`` for batches side by side, ``run_alone`` for a batch alone."""
+
+    name = "fake"
+    device = "cpu"
+
+    def __init__(self, run: Run, run_alone: Run | None = None) -> None:
+        self.run = run
+        self.run_alone = run_alone or run
+
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Recorder:
@@ -51,8 +71,8 @@ async def _lone_latency(batcher: Batcher) -> float:
 
 def test_lone_request_is_not_held_back_waiting_for_a_batch() -> None:
     configured_wait = 0.3
-    adaptive = Batcher(echo, max_batch_size=16)
-    waiting = Batcher(echo, max_batch_size=16, max_wait=configured_wait)
+    adaptive = Batcher(FakeBackend(echo), max_batch_size=16)
+    waiting = Batcher(FakeBackend(echo), max_batch_size=16, max_wait=configured_wait)
     try:
         adaptive_latency = asyncio.run(_lone_latency(adaptive))
         waiting_latency = asyncio.run(_lone_latency(waiting))
@@ -66,7 +86,7 @@ def test_lone_request_is_not_held_back_waiting_for_a_batch() -> None:
 
 def test_batches_grow_with_load_up_to_the_maximum() -> None:
     recorder = Recorder(hold_first=True)
-    batcher = Batcher(recorder, max_batch_size=8)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=8)
 
     async def scenario() -> list[Outputs]:
         first = asyncio.ensure_future(batcher.infer(images(0.0)))
@@ -85,7 +105,7 @@ def test_batches_grow_with_load_up_to_the_maximum() -> None:
 
 def test_one_bad_input_fails_only_its_own_request() -> None:
     recorder = Recorder(hold_first=True, fail_on_nan=True)
-    batcher = Batcher(recorder, max_batch_size=8)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=8)
 
     async def scenario() -> list[Outputs | BaseException]:
         first = asyncio.ensure_future(batcher.infer(images(0.0)))
@@ -107,7 +127,7 @@ def test_one_bad_input_fails_only_its_own_request() -> None:
 
 def test_batching_off_runs_each_request_alone() -> None:
     recorder = Recorder(hold_first=True)
-    batcher = Batcher(recorder, max_batch_size=8, combine=False)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=8, combine=False)
 
     async def scenario() -> None:
         first = asyncio.ensure_future(batcher.infer(images(0.0, 0.5)))
@@ -124,7 +144,7 @@ def test_batching_off_runs_each_request_alone() -> None:
 
 def test_a_request_larger_than_the_maximum_is_split() -> None:
     recorder = Recorder()
-    batcher = Batcher(recorder, max_batch_size=4)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=4)
     logits, embeddings = asyncio.run(batcher.infer(images(*range(10))))
     batcher.close()
     assert recorder.sizes == [4, 4, 2]
@@ -134,7 +154,7 @@ def test_a_request_larger_than_the_maximum_is_split() -> None:
 
 def test_close_finishes_queued_work_then_refuses_more() -> None:
     recorder = Recorder(hold_first=True)
-    batcher = Batcher(recorder, max_batch_size=2)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=2)
 
     async def scenario() -> list[Outputs]:
         jobs = [asyncio.ensure_future(batcher.infer(images(float(i)))) for i in range(4)]
@@ -153,7 +173,7 @@ def test_close_finishes_queued_work_then_refuses_more() -> None:
 
 def test_a_batch_alone_gets_run_alone_and_batches_side_by_side_get_run() -> None:
     concurrent, alone = Recorder(), Recorder(hold_first=True)
-    batcher = Batcher(concurrent, max_batch_size=8, workers=2, run_alone=alone)
+    batcher = Batcher(FakeBackend(concurrent, alone), max_batch_size=8, workers=2)
 
     async def scenario() -> None:
         first = asyncio.ensure_future(batcher.infer(images(1.0)))  # nothing else running: alone
@@ -170,7 +190,7 @@ def test_a_batch_alone_gets_run_alone_and_batches_side_by_side_get_run() -> None
 
 def test_one_worker_always_runs_alone() -> None:
     concurrent, alone = Recorder(), Recorder()
-    batcher = Batcher(concurrent, max_batch_size=2, run_alone=alone)
+    batcher = Batcher(FakeBackend(concurrent, alone), max_batch_size=2)
     asyncio.run(batcher.infer(images(*range(5))))
     batcher.close()
     assert alone.sizes == [2, 2, 1] and concurrent.sizes == []

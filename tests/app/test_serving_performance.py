@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import app.config
-import app.registry
+import app.model
 from app.backends import Backend, Batch, Outputs, create_backend
 from app.backends.ort import OnnxBackend
 from app.config import Settings, available_cores, cgroup_cpu_limit
@@ -55,6 +55,9 @@ class GatedBackend:
     def run_alone(self) -> Callable[[Batch], Outputs]:
         return self.run  # every batch goes through the gate
 
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        self.inner.warm_up(image_shape, max_batch_size)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -69,7 +72,7 @@ def gated(monkeypatch: pytest.MonkeyPatch) -> list[GatedBackend]:
         created.append(backend)
         return backend
 
-    monkeypatch.setattr(app.registry, "create_backend", factory)
+    monkeypatch.setattr(app.model, "create_backend", factory)
     return created
 
 

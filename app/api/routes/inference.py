@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import ServicesDep, VersionQuery
 from app.errors import APIError
 from app.inference import ImageOutcome, ItemError, l2_normalize, top_k
-from app.registry import LoadedModel
+from app.model import LoadedModel
 from app.schemas import ErrorResponse, FeaturesResponse, PredictResponse
 from app.uploads import read_uploads
 

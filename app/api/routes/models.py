@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep, VersionQuery
-from app.registry import LoadedModel, ModelRegistry
+from app.model import LoadedModel
+from app.registry import ModelRegistry
 from app.schemas import ErrorResponse, LoadFailureInfo, ModelDetail, ModelList, ModelSummary
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
