@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -62,26 +61,27 @@ class Recorder:
         return echo(batch)
 
 
-async def _lone_latency(batcher: Batcher) -> float:
-    await batcher.infer(images(1.0))  # first call pays thread start-up
-    started = time.perf_counter()
-    await batcher.infer(images(2.0))
-    return time.perf_counter() - started
-
-
 def test_lone_request_is_not_held_back_waiting_for_a_batch() -> None:
-    configured_wait = 0.3
-    adaptive = Batcher(FakeBackend(echo), max_batch_size=16)
-    waiting = Batcher(FakeBackend(echo), max_batch_size=16, max_wait=configured_wait)
+    adaptive_run, waiting_run = Recorder(), Recorder()
+    adaptive = Batcher(FakeBackend(adaptive_run), max_batch_size=2)
+    waiting = Batcher(FakeBackend(waiting_run), max_batch_size=2, max_wait=60.0)
+
+    async def scenario() -> None:
+        # Without a wait, a lone request runs at once although no other ever comes (the timeout is a safety net).
+        await asyncio.wait_for(adaptive.infer(images(1.0)), timeout=10)
+        # With a wait configured, a lone request is held for company: it runs when a second fills the batch.
+        first = asyncio.ensure_future(waiting.infer(images(1.0)))
+        await asyncio.sleep(0.05)
+        assert not first.done() and waiting_run.sizes == []
+        await asyncio.wait_for(asyncio.gather(first, waiting.infer(images(2.0))), timeout=10)
+
     try:
-        adaptive_latency = asyncio.run(_lone_latency(adaptive))
-        waiting_latency = asyncio.run(_lone_latency(waiting))
+        asyncio.run(scenario())
     finally:
         adaptive.close()
         waiting.close()
-    # With a wait configured, a lone request sits out the whole wait; without, it goes straight through.
-    assert waiting_latency >= configured_wait
-    assert adaptive_latency < configured_wait / 3
+    assert adaptive_run.sizes == [1]
+    assert waiting_run.sizes == [2]
 
 
 def test_batches_grow_with_load_up_to_the_maximum() -> None:
