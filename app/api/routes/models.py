@@ -66,7 +66,9 @@ def model_detail(registry: ModelRegistry, model: LoadedModel) -> ModelDetail:
     )
 
 
-@router.get("/{name}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}})
+@router.get(
+    "/{name}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+)
 async def read_model(name: str, registry: RegistryDep, version: VersionQuery = None) -> ModelDetail:
     """A model's metadata: architecture, labels, preprocessing, metrics, provenance, file hashes, load failures."""
     return model_detail(registry, registry.get(name, version))
