@@ -67,14 +67,15 @@ def tiny(tiny_models_dir: Path) -> Iterator[LoadedModel]:
     model.close()
 
 
-@pytest.mark.parametrize("warmup", [True, False])
-def test_a_model_is_checked_and_warmed_up_before_it_serves(tiny_models_dir: Path, warmup: bool) -> None:
+@pytest.mark.parametrize(("backend", "warmup"), [("onnx", True), ("onnx", False), ("torch", True)])
+def test_a_model_is_checked_and_warmed_up_before_it_serves(tiny_models_dir: Path, backend: str, warmup: bool) -> None:
     created: list[RecordingBackend] = []
-    settings = settings_for(tiny_models_dir, warmup=warmup, max_batch_size=8)
+    settings = settings_for(tiny_models_dir, backend=backend, warmup=warmup, max_batch_size=8)
     model = load_model(tiny_models_dir / "tiny" / "1", settings, Metrics(), recording(created))
     model.close()
+    assert created[0].name == backend
     assert created[0].sizes == [1]  # one image, to check the outputs against model.json
-    assert created[0].warm_ups == ([((3, 32, 32), 8)] if warmup else [])
+    assert created[0].warm_ups == ([((3, 32, 32), 8)] if warmup else [])  # the backend's own warm-up ran
 
 
 def test_a_network_that_breaks_its_model_json_is_refused(tiny_models_dir: Path, tmp_path: Path) -> None:
