@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.backends import Batch, Outputs
+from app.backends import Backend, Batch, Outputs
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ class _Job:
     images: Batch
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Outputs]
-    record: bool = True
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -49,16 +48,17 @@ _STOP = object()
 
 
 class Batcher:
-    """Runs ``run(batch)`` for queued jobs on ``workers`` dedicated threads, combining jobs up to
+    """Runs ``backend.run(batch)`` for queued jobs on ``workers`` dedicated threads, combining jobs up to
     ``max_batch_size`` images.
 
-    With several workers, a batch that runs alone (no other batch running or waiting) goes to ``run_alone``
-    instead: a backend can then give it every thread, and split the threads between batches under load.
+    With several workers, a batch that runs alone (no other batch running or waiting) goes to
+    ``backend.run_alone`` instead: a backend can then give it every thread, and split the threads between batches
+    under load.
     """
 
     def __init__(
         self,
-        run: Callable[[Batch], Outputs],
+        backend: Backend,
         *,
         max_batch_size: int = 16,
         max_wait: float = 0.0,
@@ -66,14 +66,13 @@ class Batcher:
         observer: BatchObserver | None = None,
         name: str = "model",
         workers: int = 1,
-        run_alone: Callable[[Batch], Outputs] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        self._run = run
-        self._run_alone = run_alone or run
+        self._run = backend.run
+        self._run_alone = backend.run_alone
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.combine = combine
@@ -93,11 +92,10 @@ class Batcher:
         """Jobs queued and not yet taken by a worker."""
         return self._queue.qsize()
 
-    async def infer(self, images: Batch, *, record: bool = True) -> Outputs:
-        """Queue one request's images (NCHW) and wait for its ``(logits, embeddings)``; ``record=False`` keeps
-        the job out of the observer's numbers (warm-up)."""
+    async def infer(self, images: Batch) -> Outputs:
+        """Queue one request's images (NCHW) and wait for its ``(logits, embeddings)``."""
         loop = asyncio.get_running_loop()
-        job = _Job(images=images, loop=loop, future=loop.create_future(), record=record)
+        job = _Job(images=images, loop=loop, future=loop.create_future())
         with self._lock:
             if self._closed:
                 raise BatcherClosedError("this model version is being unloaded")
@@ -173,9 +171,8 @@ class Batcher:
                 self._process([job], run)
             return
         elapsed = time.perf_counter() - started
-        recorded = [job for job in live if job.record]
-        if self._observer is not None and recorded:
-            self._observer(sum(len(j.images) for j in recorded), [started - j.enqueued_at for j in recorded], elapsed)
+        if self._observer is not None:
+            self._observer(sum(len(j.images) for j in live), [started - j.enqueued_at for j in live], elapsed)
         offset = 0
         for job in live:
             count = len(job.images)

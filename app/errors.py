@@ -1,7 +1,10 @@
 """One error shape for every failure: ``{"error": {"code": "...", "message": "..."}}`` with the right status.
 
-Handlers turn our ``APIError``, Starlette's HTTP errors and FastAPI's validation errors into that shape; anything
-unexpected becomes a logged 500 with the same shape, never a traceback to the client.
+The domain modules raise errors that know nothing of HTTP, each with a stable ``code`` (decoding: ``ImageError``,
+reading a request: ``UploadError``, finding a model: ``ModelLookupError``, running one: ``InferenceError``); this
+module is the one place that gives each its status. Handlers turn those, the routes' own ``APIError``, Starlette's
+HTTP errors and FastAPI's validation errors into that shape; anything unexpected becomes a logged 500 with the same
+shape, never a traceback to the client.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.inference import InferenceError, InferenceFailedError, InvalidInputError, ModelReloadingError
+from app.registry import ModelLookupError, ModelNotFoundError, NotReadyError, VersionNotFoundError
+from app.uploads import PayloadTooLargeError, UnsupportedMediaTypeError, UploadError
 from modelspec.decode import (
     EmptyImageError,
     ImageError,
@@ -26,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 
 class APIError(Exception):
-    """An error the client can act on. ``code`` is stable and machine-readable; ``message`` says how to fix it."""
+    """An error of the HTTP layer itself (keys, parameters) the client can act on. ``code`` is stable and
+    machine-readable; ``message`` says how to fix it."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -36,17 +43,37 @@ class APIError(Exception):
         self.headers = headers
 
 
-_IMAGE_ERROR_STATUS: dict[type[ImageError], int] = {
+DomainError = ImageError | UploadError | ModelLookupError | InferenceError
+DOMAIN_ERRORS = (ImageError, UploadError, ModelLookupError, InferenceError)
+
+# The most specific class in an error's ancestry decides; each family's base has a status of its own.
+_DOMAIN_STATUS: dict[type[Exception], int] = {
+    ImageError: 400,
     EmptyImageError: 400,
+    InvalidImageError: 400,
     UnsupportedImageFormatError: 415,
     ImageTooLargeError: 413,
-    InvalidImageError: 400,
+    UploadError: 400,
+    UnsupportedMediaTypeError: 415,
+    PayloadTooLargeError: 413,
+    ModelLookupError: 404,
+    ModelNotFoundError: 404,
+    VersionNotFoundError: 404,
+    NotReadyError: 503,
+    InferenceError: 500,
+    InferenceFailedError: 500,
+    InvalidInputError: 400,
+    ModelReloadingError: 503,
 }
 
 
-def image_api_error(error: ImageError) -> APIError:
-    """The HTTP answer to an image that cannot be used (decoding lives in modelspec and knows nothing of HTTP)."""
-    return APIError(_IMAGE_ERROR_STATUS.get(type(error), 400), error.code, str(error))
+def http_status(error: DomainError) -> int:
+    """The HTTP status of a domain error."""
+    for cls in type(error).__mro__:
+        status = _DOMAIN_STATUS.get(cls)
+        if status is not None:
+            return status
+    raise AssertionError(f"{type(error).__name__} has no HTTP status")  # every family's base is in the table
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -55,6 +82,10 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def domain_error_response(error: DomainError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return error_response(http_status(error), error.code, str(error), headers)
 
 
 def _respond(
@@ -86,10 +117,9 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc.status, exc.code, exc.message, exc.headers)
 
 
-async def _image_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ImageError)
-    error = image_api_error(exc)
-    return _respond(request, error.status, error.code, error.message)
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DOMAIN_ERRORS)
+    return _respond(request, http_status(exc), exc.code, str(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -117,7 +147,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
-    app.add_exception_handler(ImageError, _image_error)
+    for family in DOMAIN_ERRORS:
+        app.add_exception_handler(family, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

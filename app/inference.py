@@ -1,7 +1,10 @@
-"""The request lifecycle: decode (thread pool) -> batch (batcher) -> predict (backend) -> unbatch -> encode.
+"""The inference pipeline, one stage each: decode (a thread pool) -> batch -> predict -> unbatch (the model's
+batcher and backend); encoding the answer is ``app.encode``'s job.
 
-Decoding runs on a bounded pool, so it overlaps with inference and never blocks the event loop. A bad image fails
-only its own entry; the others in the request are still answered.
+Callers hand in encoded images (``Upload``: the HTTP routes, a batch command) or arrays already preprocessed for
+the model (a tensor protocol, an explanation that perturbs an image). Decoding runs on the pipeline's own bounded
+pool, so it overlaps with inference and never blocks the event loop. A bad input fails only its own entry; the
+others are still answered.
 """
 
 from __future__ import annotations
@@ -14,18 +17,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
-import numpy.typing as npt
 from PIL import Image
 
 from app.batching import BatcherClosedError
 from app.config import Settings
-from app.errors import APIError, image_api_error
 from app.metrics import Metrics
-from app.registry import LoadedModel
+from app.model import LoadedModel
 from app.uploads import Upload
 from modelspec import Preprocessing
 from modelspec.decode import DecodeLimits, ImageError, load_input
@@ -33,45 +35,80 @@ from modelspec.preprocess import Float32Array
 
 logger = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float32]
+
+class InferenceError(RuntimeError):
+    """Running a model failed; ``code`` is stable, the message says what to do."""
+
+    code: ClassVar[str] = "inference_failed"
+
+
+class InferenceFailedError(InferenceError):
+    code = "inference_failed"
+
+
+class InvalidInputError(InferenceError):
+    """A preprocessed array that does not fit the model."""
+
+    code = "invalid_input"
+
+
+class ModelReloadingError(InferenceError):
+    code = "model_reloading"
+
+
+ItemError = ImageError | InferenceError
+"""Why one input got no answer."""
+
+ModelInput = Upload | Float32Array
+"""An encoded image, or one image already preprocessed for the model (float32, CHW)."""
 
 
 @dataclass(frozen=True)
 class ImageOutcome:
-    """One image's result: its logits and embedding, or the error that stopped it."""
+    """One input's result: its logits and embedding, or the error that stopped it."""
 
     filename: str | None
-    logits: FloatArray | None = None
-    embedding: FloatArray | None = None
-    error: APIError | None = None
+    logits: Float32Array | None = None
+    embedding: Float32Array | None = None
+    error: ItemError | None = None
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What a model made of one request's inputs: an outcome per input, in order (the encode stage's input)."""
+
+    model: LoadedModel
+    outcomes: list[ImageOutcome]
+
+    @property
+    def errors(self) -> list[ItemError]:
+        return [outcome.error for outcome in self.outcomes if outcome.error is not None]
 
 
 class InferencePipeline:
-    def __init__(self, settings: Settings, metrics: Metrics, decode_pool: Executor) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._limits = DecodeLimits(max_pixels=settings.max_image_pixels, draft=settings.draft_decode)
         self._metrics = metrics
-        self._pool = decode_pool
+        self._decode_threads = settings.resolved_decode_threads()
+        self._pool = ThreadPoolExecutor(self._decode_threads, thread_name_prefix="decode")
 
-    async def run(
-        self, resolve: Callable[[], LoadedModel], uploads: Sequence[Upload]
-    ) -> tuple[LoadedModel, list[ImageOutcome]]:
-        """Run ``uploads`` through the model ``resolve`` returns; resolve again once if it was unloaded meanwhile
+    async def run(self, resolve: Callable[[], LoadedModel], inputs: Sequence[ModelInput]) -> Inference:
+        """Run ``inputs`` through the model ``resolve`` returns; resolve again once if it was unloaded meanwhile
         (a hot reload), since the new version may preprocess differently."""
         for attempt in (1, 2):
             model = resolve()
             try:
-                return model, await self._run_on(model, uploads)
+                return Inference(model, await self._run_on(model, inputs))
             except BatcherClosedError:
                 if attempt == 2:
-                    raise APIError(503, "model_reloading", "the model is being reloaded; retry in a moment") from None
+                    raise ModelReloadingError("the model is being reloaded; retry in a moment") from None
         raise AssertionError("unreachable")
 
-    async def warm_up(self, model: LoadedModel, threads: int) -> None:
-        """Run a synthetic JPEG through decode -> batcher -> top-k on each of the ``threads`` decode threads, so the
-        first real request finds every thread started, Pillow's JPEG plugin loaded and the lookup tables built.
-        Nothing is recorded in the metrics."""
-        prep = model.spec.preprocessing
-        together = threading.Barrier(threads)
+    async def warm_up(self) -> None:
+        """Start every decode thread and run a photo-sized JPEG through each, so that the first requests find the
+        threads started and Pillow's JPEG plugin loaded. Nothing is recorded in the metrics."""
+        prep = Preprocessing.for_crop(224, interpolation="bicubic")
+        together = threading.Barrier(self._decode_threads)
 
         def decode_together() -> Float32Array:
             # Each task waits for the others, so the pool has to start all its threads (it reuses an idle one
@@ -81,20 +118,18 @@ class InferencePipeline:
             return load_input(sample_jpeg(), prep, self._limits)
 
         loop = asyncio.get_running_loop()
-        arrays = await asyncio.gather(*(loop.run_in_executor(self._pool, decode_together) for _ in range(threads)))
-        logits, _ = await model.batcher.infer(np.stack(arrays), record=False)
-        top_k(logits[0], 5)
+        await asyncio.gather(*(loop.run_in_executor(self._pool, decode_together) for _ in range(self._decode_threads)))
 
-    async def _run_on(self, model: LoadedModel, uploads: Sequence[Upload]) -> list[ImageOutcome]:
-        prep = model.spec.preprocessing
-        if len(uploads) == 1:  # the common case: no task per image, one loop iteration less
-            decoded: Sequence[Float32Array | APIError] = [await self._decode(uploads[0].data, prep)]
-        else:
-            decoded = await asyncio.gather(*(self._decode(upload.data, prep) for upload in uploads))
-        arrays = {i: item for i, item in enumerate(decoded) if not isinstance(item, APIError)}
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run_on(self, model: LoadedModel, inputs: Sequence[ModelInput]) -> list[ImageOutcome]:
+        filenames = [item.filename if isinstance(item, Upload) else None for item in inputs]
+        prepared = await self._prepare(model, inputs)
+        arrays = {i: item for i, item in enumerate(prepared) if not isinstance(item, ItemError)}
         outcomes = [
-            ImageOutcome(upload.filename, error=item if isinstance(item, APIError) else None)
-            for upload, item in zip(uploads, decoded, strict=True)
+            ImageOutcome(filename, error=item if isinstance(item, ItemError) else None)
+            for filename, item in zip(filenames, prepared, strict=True)
         ]
         if not arrays:
             return outcomes
@@ -106,20 +141,28 @@ class InferencePipeline:
             raise
         except Exception:
             logger.exception("inference failed for %s version %d", model.name, model.version)
-            failure = APIError(500, "inference_failed", "the model failed on this input; it has been logged")
+            failure = InferenceFailedError("the model failed on this input; it has been logged")
             for i in good:
-                outcomes[i] = ImageOutcome(uploads[i].filename, error=failure)
+                outcomes[i] = ImageOutcome(filenames[i], error=failure)
             return outcomes
         for row, i in enumerate(good):
-            outcomes[i] = ImageOutcome(uploads[i].filename, logits=logits[row], embedding=embeddings[row])
+            outcomes[i] = ImageOutcome(filenames[i], logits=logits[row], embedding=embeddings[row])
         return outcomes
 
-    async def _decode(self, data: bytes, prep: Preprocessing) -> Float32Array | APIError:
+    async def _prepare(self, model: LoadedModel, inputs: Sequence[ModelInput]) -> Sequence[Float32Array | ItemError]:
+        """Decode the encoded images (on the pool, side by side) and check the arrays."""
+        if len(inputs) == 1:  # the common case: no task per image, one loop iteration less
+            return [await self._prepare_one(model, inputs[0])]
+        return await asyncio.gather(*(self._prepare_one(model, item) for item in inputs))
+
+    async def _prepare_one(self, model: LoadedModel, item: ModelInput) -> Float32Array | ItemError:
+        if not isinstance(item, Upload):
+            return _checked_array(model, item)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self._timed_decode, data, prep)
+            return await loop.run_in_executor(self._pool, self._timed_decode, item.data, model.spec.preprocessing)
         except ImageError as error:
-            return image_api_error(error)
+            return error
 
     def _timed_decode(self, data: bytes, prep: Preprocessing) -> Float32Array:
         started = time.perf_counter()
@@ -128,25 +171,13 @@ class InferencePipeline:
         return array
 
 
-def softmax(logits: FloatArray) -> FloatArray:
-    shifted = np.exp(logits - logits.max())
-    result: FloatArray = shifted / shifted.sum()
-    return result
-
-
-def top_k(logits: FloatArray, k: int) -> list[tuple[int, float]]:
-    """The ``k`` most probable classes, best first, as ``(index, probability)``."""
-    probabilities = softmax(logits.astype(np.float64)).astype(np.float32)
-    k = min(k, len(probabilities))
-    candidates = np.argpartition(-probabilities, k - 1)[:k]
-    best = candidates[np.argsort(-probabilities[candidates], kind="stable")]
-    return [(int(i), float(probabilities[i])) for i in best]
-
-
-def l2_normalize(vector: FloatArray) -> FloatArray:
-    norm = float(np.linalg.norm(vector))
-    result: FloatArray = vector / norm if norm > 0 else vector
-    return result
+def _checked_array(model: LoadedModel, array: Float32Array) -> Float32Array | InvalidInputError:
+    if array.shape != model.input_shape:
+        return InvalidInputError(
+            f"an input has shape {list(array.shape)}, but {model.name} takes {list(model.input_shape)} (CHW, "
+            f"preprocessed as GET /v1/models/{model.name} describes)"
+        )
+    return np.asarray(array, dtype=np.float32)
 
 
 @functools.cache

@@ -65,7 +65,7 @@ def top5_parity(bundle_path: Path, device: str = "cuda") -> list[dict[str, objec
 
     from app.backends.ort import OnnxBackend
     from app.backends.pytorch import TorchBackend
-    from app.inference import top_k
+    from app.encode import top_k
     from modelspec import read_bundle
     from modelspec.decode import DecodeLimits, load_input
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import onnxruntime as ort
 
-from app.backends.base import Batch, Outputs
+from app.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
 from modelspec import ONNX_FILE, Bundle, tensors
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,12 @@ class OnnxBackend:
     def run_alone(self) -> Callable[[Batch], Outputs]:
         """Runs a batch while nothing else runs, on every intra-op thread (``run`` itself with one session)."""
         return self.run if self._concurrent is self._alone else self._run_on_every_thread
+
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        run_zeros(self.run_alone, image_shape, usual_batch_sizes(max_batch_size))
+        if self._concurrent is not self._alone:
+            # The sessions share one memory arena, so one of them growing it to the largest batch is enough.
+            run_zeros(self.run, image_shape, {1})
 
     def _run_on_every_thread(self, batch: Batch) -> Outputs:
         return self._run(self._alone, batch)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from app.backends.base import Batch, Outputs
+from app.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
 from modelspec import Bundle
 from modelspec.network import load_network
 
@@ -43,6 +43,11 @@ class TorchBackend:
     @property
     def run_alone(self) -> Callable[[Batch], Outputs]:
         return self.run  # torch shares its thread pool between batches: nothing to choose
+
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        # cuDNN picks its kernels per input shape, and CUDA loads them lazily: cheap to do every size up front.
+        sizes = range(1, max_batch_size + 1) if self._cuda else usual_batch_sizes(max_batch_size)
+        run_zeros(self.run, image_shape, sizes)
 
     def close(self) -> None:
         del self._network

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from app.backends import Batch, Outputs
 from app.batching import Batcher, BatcherClosedError
+
+Run = Callable[[Batch], Outputs]
 
 
 def echo(batch: Batch) -> Outputs:
@@ -20,6 +22,23 @@ def echo(batch: Batch) -> Outputs:
 
 def images(*values: float) -> Batch:
     return np.stack([np.full((1, 2, 2), v, dtype=np.float32) for v in values])
+
+
+class FakeBackend:
+    """A backend made of functions: ``run`` for batches side by side, ``run_alone`` for a batch alone."""
+
+    name = "fake"
+    device = "cpu"
+
+    def __init__(self, run: Run, run_alone: Run | None = None) -> None:
+        self.run = run
+        self.run_alone = run_alone or run
+
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Recorder:
@@ -42,31 +61,32 @@ class Recorder:
         return echo(batch)
 
 
-async def _lone_latency(batcher: Batcher) -> float:
-    await batcher.infer(images(1.0))  # first call pays thread start-up
-    started = time.perf_counter()
-    await batcher.infer(images(2.0))
-    return time.perf_counter() - started
-
-
 def test_lone_request_is_not_held_back_waiting_for_a_batch() -> None:
-    configured_wait = 0.3
-    adaptive = Batcher(echo, max_batch_size=16)
-    waiting = Batcher(echo, max_batch_size=16, max_wait=configured_wait)
+    adaptive_run, waiting_run = Recorder(), Recorder()
+    adaptive = Batcher(FakeBackend(adaptive_run), max_batch_size=2)
+    waiting = Batcher(FakeBackend(waiting_run), max_batch_size=2, max_wait=60.0)
+
+    async def scenario() -> None:
+        # Without a wait, a lone request runs at once although no other ever comes (the timeout is a safety net).
+        await asyncio.wait_for(adaptive.infer(images(1.0)), timeout=10)
+        # With a wait configured, a lone request is held for company: it runs when a second fills the batch.
+        first = asyncio.ensure_future(waiting.infer(images(1.0)))
+        await asyncio.sleep(0.05)
+        assert not first.done() and waiting_run.sizes == []
+        await asyncio.wait_for(asyncio.gather(first, waiting.infer(images(2.0))), timeout=10)
+
     try:
-        adaptive_latency = asyncio.run(_lone_latency(adaptive))
-        waiting_latency = asyncio.run(_lone_latency(waiting))
+        asyncio.run(scenario())
     finally:
         adaptive.close()
         waiting.close()
-    # With a wait configured, a lone request sits out the whole wait; without, it goes straight through.
-    assert waiting_latency >= configured_wait
-    assert adaptive_latency < configured_wait / 3
+    assert adaptive_run.sizes == [1]
+    assert waiting_run.sizes == [2]
 
 
 def test_batches_grow_with_load_up_to_the_maximum() -> None:
     recorder = Recorder(hold_first=True)
-    batcher = Batcher(recorder, max_batch_size=8)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=8)
 
     async def scenario() -> list[Outputs]:
         first = asyncio.ensure_future(batcher.infer(images(0.0)))
@@ -85,7 +105,7 @@ def test_batches_grow_with_load_up_to_the_maximum() -> None:
 
 def test_one_bad_input_fails_only_its_own_request() -> None:
     recorder = Recorder(hold_first=True, fail_on_nan=True)
-    batcher = Batcher(recorder, max_batch_size=8)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=8)
 
     async def scenario() -> list[Outputs | BaseException]:
         first = asyncio.ensure_future(batcher.infer(images(0.0)))
@@ -107,7 +127,7 @@ def test_one_bad_input_fails_only_its_own_request() -> None:
 
 def test_batching_off_runs_each_request_alone() -> None:
     recorder = Recorder(hold_first=True)
-    batcher = Batcher(recorder, max_batch_size=8, combine=False)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=8, combine=False)
 
     async def scenario() -> None:
         first = asyncio.ensure_future(batcher.infer(images(0.0, 0.5)))
@@ -124,7 +144,7 @@ def test_batching_off_runs_each_request_alone() -> None:
 
 def test_a_request_larger_than_the_maximum_is_split() -> None:
     recorder = Recorder()
-    batcher = Batcher(recorder, max_batch_size=4)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=4)
     logits, embeddings = asyncio.run(batcher.infer(images(*range(10))))
     batcher.close()
     assert recorder.sizes == [4, 4, 2]
@@ -134,7 +154,7 @@ def test_a_request_larger_than_the_maximum_is_split() -> None:
 
 def test_close_finishes_queued_work_then_refuses_more() -> None:
     recorder = Recorder(hold_first=True)
-    batcher = Batcher(recorder, max_batch_size=2)
+    batcher = Batcher(FakeBackend(recorder), max_batch_size=2)
 
     async def scenario() -> list[Outputs]:
         jobs = [asyncio.ensure_future(batcher.infer(images(float(i)))) for i in range(4)]
@@ -153,7 +173,7 @@ def test_close_finishes_queued_work_then_refuses_more() -> None:
 
 def test_a_batch_alone_gets_run_alone_and_batches_side_by_side_get_run() -> None:
     concurrent, alone = Recorder(), Recorder(hold_first=True)
-    batcher = Batcher(concurrent, max_batch_size=8, workers=2, run_alone=alone)
+    batcher = Batcher(FakeBackend(concurrent, alone), max_batch_size=8, workers=2)
 
     async def scenario() -> None:
         first = asyncio.ensure_future(batcher.infer(images(1.0)))  # nothing else running: alone
@@ -170,7 +190,7 @@ def test_a_batch_alone_gets_run_alone_and_batches_side_by_side_get_run() -> None
 
 def test_one_worker_always_runs_alone() -> None:
     concurrent, alone = Recorder(), Recorder()
-    batcher = Batcher(concurrent, max_batch_size=2, run_alone=alone)
+    batcher = Batcher(FakeBackend(concurrent, alone), max_batch_size=2)
     asyncio.run(batcher.infer(images(*range(5))))
     batcher.close()
     assert alone.sizes == [2, 2, 1] and concurrent.sizes == []

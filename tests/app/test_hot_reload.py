@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-import app.registry
+import app.model
 from app.backends import Backend, Batch, Outputs
 from app.config import Settings
 from modelspec import SPEC_FILE, WEIGHTS_FILE, Bundle
@@ -141,6 +141,9 @@ class SlowBackend:
     def run_alone(self) -> Callable[[Batch], Outputs]:
         return self.run
 
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        self._inner.warm_up(image_shape, max_batch_size)
+
     def close(self) -> None:
         self._inner.close()
 
@@ -148,12 +151,12 @@ class SlowBackend:
 def test_requests_in_flight_during_swaps_all_succeed(
     make_client: ClientFactory, models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_factory = app.registry.create_backend
+    real_factory = app.model.create_backend
 
     def slow_factory(settings: Settings, bundle: Bundle) -> Backend:
         return SlowBackend(real_factory(settings, bundle))
 
-    monkeypatch.setattr(app.registry, "create_backend", slow_factory)
+    monkeypatch.setattr(app.model, "create_backend", slow_factory)
     client = make_client(api_key="k", versions_loaded=1)
     statuses: list[int] = []
     versions: set[int] = set()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import app.config
-import app.registry
+import app.model
 from app.backends import Backend, Batch, Outputs, create_backend
 from app.backends.ort import OnnxBackend
 from app.config import Settings, available_cores, cgroup_cpu_limit
@@ -33,7 +36,8 @@ IMAGES = [
 
 class GatedBackend:
     """Wraps a real backend; once ``hold`` is set, its next batch waits until ``hold()`` is true, so requests pile
-    up in the batcher's queue behind it. Records the size of every batch."""
+    up in the batcher's queue behind it (or other batches start beside it). Records the size of every batch and
+    the most batches that ever ran at once."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
@@ -41,19 +45,32 @@ class GatedBackend:
         self.device = inner.device
         self.hold: Callable[[], bool] | None = None
         self.sizes: list[int] = []
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
 
     def run(self, batch: Batch) -> Outputs:
-        hold, self.hold = self.hold, None
-        if hold is not None:
-            deadline = time.monotonic() + 10  # a safety net for a stuck test, not a timing assertion
-            while not hold() and time.monotonic() < deadline:
-                time.sleep(0.002)
-        self.sizes.append(len(batch))
-        return self.inner.run(batch)
+        with self._lock:
+            hold, self.hold = self.hold, None
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            if hold is not None:
+                deadline = time.monotonic() + 10  # a safety net for a stuck test, not a timing assertion
+                while not hold() and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            self.sizes.append(len(batch))
+            return self.inner.run(batch)
+        finally:
+            with self._lock:
+                self.running -= 1
 
     @property
     def run_alone(self) -> Callable[[Batch], Outputs]:
         return self.run  # every batch goes through the gate
+
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        self.inner.warm_up(image_shape, max_batch_size)
 
     def close(self) -> None:
         self.inner.close()
@@ -69,7 +86,7 @@ def gated(monkeypatch: pytest.MonkeyPatch) -> list[GatedBackend]:
         created.append(backend)
         return backend
 
-    monkeypatch.setattr(app.registry, "create_backend", factory)
+    monkeypatch.setattr(app.model, "create_backend", factory)
     return created
 
 
@@ -128,20 +145,25 @@ def test_without_warm_up_the_decode_threads_start_on_demand(make_client: ClientF
     assert not any(thread.name.startswith("decode") for thread in started)
 
 
-def test_requests_do_not_hop_through_the_framework_thread_pool(client: TestClient) -> None:
-    """Sync dependencies would run on AnyIO's worker threads: two thread switches per request for nothing."""
+def test_requests_start_no_threads(client: TestClient) -> None:
+    """Serving runs on threads started up front (decode pool, batchers). A route or dependency written as a plain
+    ``def`` would run on the framework's thread pool, two thread switches per request, and start a thread here."""
+    before = set(threading.enumerate())
     for _ in range(3):
         assert client.post("/v1/predict", content=IMAGES[0], headers={"content-type": "image/jpeg"}).status_code == 200
+        assert client.post("/v1/features", files={"file": ("a.png", IMAGES[1])}).status_code == 200
         assert client.get("/v1/models/tiny").status_code == 200
-    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("AnyIO worker")]
+    assert set(threading.enumerate()) - before == set()
 
 
-def test_two_inference_workers_answer_every_request(make_client: ClientFactory) -> None:
-    before = set(threading.enumerate())
-    client = make_client(inference_workers=2)
-    assert sum(thread.name.startswith("batcher-tiny-1-") for thread in set(threading.enumerate()) - before) == 2
-    single = make_client()
+def test_n_inference_workers_run_n_batches_at_once(make_client: ClientFactory, gated: list[GatedBackend]) -> None:
+    client = make_client(inference_workers=2, batching=False)
+    backend = gated[-1]
+    backend.most_at_once = 0
+    backend.hold = lambda: backend.running == 2  # the first batch waits for a second one to start beside it
     together = post_concurrently(client, "/v1/predict", {"top_k": 3})
+    assert backend.most_at_once == 2
+    single = make_client()
     alone = post_concurrently(single, "/v1/predict", {"top_k": 3})
     assert [[p["index"] for p in r["predictions"]] for r in together] == [
         [p["index"] for p in r["predictions"]] for r in alone
@@ -198,12 +220,50 @@ def test_threads_are_sized_from_the_cpu_quota(monkeypatch: pytest.MonkeyPatch) -
     assert Settings(workers=2).resolved_decode_threads() == 1
 
 
-def test_warm_up_reads_the_route_sources_fastapi_looks_up_on_a_first_request(make_client: ClientFactory) -> None:
-    import inspect
-    import linecache
+FIRST_REQUESTS = textwrap.dedent(
+    """
+    import sys
+    from fastapi.testclient import TestClient
+    from app.config import Settings
+    from app.main import create_app
 
-    from app.api.routes.inference import predict_default
+    models_dir, warmup, image = sys.argv[1], sys.argv[2] == "on", open(sys.argv[3], "rb").read()
+    settings = Settings(models_dir=models_dir, default_model=None, watch_interval=0, warmup=warmup)
+    opened, recording = [], False
 
-    linecache.clearcache()
-    make_client()
-    assert inspect.getsourcefile(predict_default) in linecache.cache
+    def audit(event, args):
+        if recording and event == "open" and str(args[0]).endswith((".py", ".pyc")):
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)
+    with TestClient(create_app(settings)) as client:
+        recording = True
+        for path in ("/v1/predict", "/v1/features", "/v1/models/tiny/predict", "/v1/models/tiny/features"):
+            response = client.post(path, content=image, headers={"content-type": "image/jpeg"})
+            assert response.status_code == 200, response.text
+        recording = False
+    print("\\n".join(opened))
+    """
+)
+
+
+def first_requests_open(models_dir: Path, warmup: bool, tmp_path: Path) -> list[str]:
+    """The Python files a fresh server process opens while it answers its first requests."""
+    image = tmp_path / "shape.jpg"
+    image.write_bytes(IMAGES[0])
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUESTS, str(models_dir), "on" if warmup else "off", str(image)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_after_warm_up_the_first_requests_read_no_code_from_disk(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """Warm-up loads Pillow's decoders and the route sources FastAPI looks up on an endpoint's first request."""
+    assert first_requests_open(tiny_models_dir, True, tmp_path) == []
+    # The control: without warm-up the first requests do read code (so the check above can fail).
+    assert first_requests_open(tiny_models_dir, False, tmp_path)

@@ -13,7 +13,9 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
 
 
 @router.post(
-    "/reload", response_model=ReloadReport, responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
+    "/reload",
+    response_model=ReloadReport,
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 422)},
 )
 async def reload_models(registry: RegistryDep) -> ReloadReport:
     """Rescan the models folder now: load new versions, unload removed ones, report refused bundles."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
 from app.api.deps import ServicesDep, VersionQuery
+from app.encode import encode_features, encode_predictions
 from app.errors import APIError
-from app.inference import ImageOutcome, l2_normalize, top_k
-from app.registry import LoadedModel
+from app.inference import Inference
 from app.schemas import ErrorResponse, FeaturesResponse, PredictResponse
 from app.uploads import read_uploads
 
@@ -40,91 +39,59 @@ TopKQuery = Annotated[int, Query(ge=1, description="How many classes to return, 
 NormalizeQuery = Annotated[bool, Query(description="Scale each embedding to unit L2 norm.")]
 
 
-def _error_entry(error: APIError) -> dict[str, str]:
-    return {"code": error.code, "message": error.message}
+# Each result lists either its answer or its error: the other field is left out, not sent as null.
+ANSWERS: dict[str, Any] = {"responses": ERRORS, "openapi_extra": IMAGE_BODY, "response_model_exclude_unset": True}
 
 
-async def _run(
-    request: Request, services: ServicesDep, name: str | None, version: int | None
-) -> tuple[LoadedModel, list[ImageOutcome]]:
+async def _infer(request: Request, services: ServicesDep, name: str | None, version: int | None) -> Inference:
+    """Read the request's images and run them (decode -> batch -> predict -> unbatch); the caller encodes."""
     registry = services.registry
     registry.get(name, version)  # 404 before reading a body we would not use
     uploads = await read_uploads(request, services.settings.max_images_per_request)
-    model, outcomes = await services.pipeline.run(lambda: registry.get(name, version), uploads)
-    errors = [outcome.error for outcome in outcomes if outcome.error is not None]
-    if len(errors) == len(outcomes):
+    inference = await services.pipeline.run(lambda: registry.get(name, version), uploads)
+    errors = inference.errors
+    if len(errors) == len(inference.outcomes):
         raise errors[0]  # nothing succeeded: answer with the (first) error's own status
     for error in errors:
         services.metrics.errors.labels(error.code).inc()
-    return model, outcomes
+    return inference
 
 
 async def _predict(
     request: Request, services: ServicesDep, name: str | None, version: int | None, k: int
-) -> JSONResponse:
+) -> PredictResponse:
     if k > services.settings.max_top_k:
         raise APIError(422, "invalid_parameter", f"top_k: must be at most {services.settings.max_top_k}")
-    model, outcomes = await _run(request, services, name, version)
-    labels = model.spec.labels
-    results: list[dict[str, object]] = []
-    for outcome in outcomes:
-        if outcome.logits is None:
-            assert outcome.error is not None
-            results.append({"file": outcome.filename, "error": _error_entry(outcome.error)})
-            continue
-        predictions = [{"label": labels[i], "index": i, "score": score} for i, score in top_k(outcome.logits, k)]
-        results.append({"file": outcome.filename, "predictions": predictions})
-    return JSONResponse({"model": {"name": model.name, "version": model.version}, "results": results})
+    return encode_predictions(await _infer(request, services, name, version), k)
 
 
-async def _features(
-    request: Request, services: ServicesDep, name: str | None, version: int | None, normalize: bool
-) -> JSONResponse:
-    model, outcomes = await _run(request, services, name, version)
-    results: list[dict[str, object]] = []
-    for outcome in outcomes:
-        if outcome.embedding is None:
-            assert outcome.error is not None
-            results.append({"file": outcome.filename, "error": _error_entry(outcome.error)})
-            continue
-        vector = l2_normalize(outcome.embedding) if normalize else outcome.embedding
-        results.append({"file": outcome.filename, "embedding": vector.tolist()})
-    body = {
-        "model": {"name": model.name, "version": model.version},
-        "dim": model.spec.embedding_size,
-        "normalized": normalize,
-        "results": results,
-    }
-    return JSONResponse(body)
-
-
-@router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/predict", response_model=PredictResponse, **ANSWERS)
 async def predict_default(
     request: Request, services: ServicesDep, version: VersionQuery = None, top_k: TopKQuery = 5
-) -> JSONResponse:
+) -> PredictResponse:
     """Classify images with the default model."""
     return await _predict(request, services, None, version, top_k)
 
 
-@router.post("/models/{name}/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/models/{name}/predict", response_model=PredictResponse, **ANSWERS)
 async def predict_image(
     name: str, request: Request, services: ServicesDep, version: VersionQuery = None, top_k: TopKQuery = 5
-) -> JSONResponse:
+) -> PredictResponse:
     """Classify images with the named model."""
     return await _predict(request, services, name, version, top_k)
 
 
-@router.post("/features", response_model=FeaturesResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/features", response_model=FeaturesResponse, **ANSWERS)
 async def extract_features_default(
     request: Request, services: ServicesDep, version: VersionQuery = None, normalize: NormalizeQuery = False
-) -> JSONResponse:
+) -> FeaturesResponse:
     """The pooled embedding of each image, from the default model."""
-    return await _features(request, services, None, version, normalize)
+    return encode_features(await _infer(request, services, None, version), normalize)
 
 
-@router.post("/models/{name}/features", response_model=FeaturesResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/models/{name}/features", response_model=FeaturesResponse, **ANSWERS)
 async def extract_features(
     name: str, request: Request, services: ServicesDep, version: VersionQuery = None, normalize: NormalizeQuery = False
-) -> JSONResponse:
+) -> FeaturesResponse:
     """The pooled embedding of each image, from the named model."""
-    return await _features(request, services, name, version, normalize)
+    return encode_features(await _infer(request, services, name, version), normalize)

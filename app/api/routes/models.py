@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep, VersionQuery
-from app.registry import LoadedModel, ModelRegistry
+from app.model import LoadedModel
+from app.registry import ModelRegistry
 from app.schemas import ErrorResponse, LoadFailureInfo, ModelDetail, ModelList, ModelSummary
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -65,7 +66,9 @@ def model_detail(registry: ModelRegistry, model: LoadedModel) -> ModelDetail:
     )
 
 
-@router.get("/{name}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}})
+@router.get(
+    "/{name}", response_model=ModelDetail, responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+)
 async def read_model(name: str, registry: RegistryDep, version: VersionQuery = None) -> ModelDetail:
     """A model's metadata: architecture, labels, preprocessing, metrics, provenance, file hashes, load failures."""
     return model_detail(registry, registry.get(name, version))
