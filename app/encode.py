@@ -32,13 +32,19 @@ def softmax(logits: Float32Array) -> Float32Array:
     return result
 
 
+def probabilities(logits: Float32Array) -> Float32Array:
+    """One image's class probabilities: the softmax of its logits, computed in float64."""
+    result: Float32Array = softmax(logits.astype(np.float64)).astype(np.float32)
+    return result
+
+
 def top_k(logits: Float32Array, k: int) -> list[tuple[int, float]]:
     """The ``k`` most probable classes, best first, as ``(index, probability)``."""
-    probabilities = softmax(logits.astype(np.float64)).astype(np.float32)
-    k = min(k, len(probabilities))
-    candidates = np.argpartition(-probabilities, k - 1)[:k]
-    best = candidates[np.argsort(-probabilities[candidates], kind="stable")]
-    return [(int(i), float(probabilities[i])) for i in best]
+    scores = probabilities(logits)
+    k = min(k, len(scores))
+    candidates = np.argpartition(-scores, k - 1)[:k]
+    best = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return [(int(i), float(scores[i])) for i in best]
 
 
 def l2_normalize(vector: Float32Array) -> Float32Array:

@@ -1,10 +1,11 @@
 """One error shape for every failure: ``{"error": {"code": "...", "message": "..."}}`` with the right status.
 
 The domain modules raise errors that know nothing of HTTP, each with a stable ``code`` (decoding: ``ImageError``,
-reading a request: ``UploadError``, finding a model: ``ModelLookupError``, running one: ``InferenceError``); this
-module is the one place that gives each its status. Handlers turn those, the routes' own ``APIError``, Starlette's
-HTTP errors and FastAPI's validation errors into that shape; anything unexpected becomes a logged 500 with the same
-shape, never a traceback to the client.
+reading a request: ``UploadError``, finding a model: ``ModelLookupError``, running one: ``InferenceError``, a
+v2 request: ``ProtocolError``); this module is the one place that gives each its status. Handlers turn those, the
+routes' own ``APIError``, Starlette's HTTP errors and FastAPI's validation errors into that shape; anything
+unexpected becomes a logged 500 with the same shape, never a traceback to the client. Under ``/v2`` the body is
+then reshaped into the Open Inference Protocol's ``{"error": "..."}`` (``app.api.v2_errors``), status unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.inference import InferenceError, InferenceFailedError, InvalidInputError, ModelReloadingError
+from app.oip.errors import ImageInputTooLargeError, ProtocolError, TooManyInputsError, UnsupportedEncodingError
 from app.registry import ModelLookupError, ModelNotFoundError, NotReadyError, VersionNotFoundError
 from app.uploads import PayloadTooLargeError, UnsupportedMediaTypeError, UploadError
 from modelspec.decode import (
@@ -43,8 +45,8 @@ class APIError(Exception):
         self.headers = headers
 
 
-DomainError = ImageError | UploadError | ModelLookupError | InferenceError
-DOMAIN_ERRORS = (ImageError, UploadError, ModelLookupError, InferenceError)
+DomainError = ImageError | UploadError | ModelLookupError | InferenceError | ProtocolError
+DOMAIN_ERRORS = (ImageError, UploadError, ModelLookupError, InferenceError, ProtocolError)
 
 # The most specific class in an error's ancestry decides; each family's base has a status of its own.
 _DOMAIN_STATUS: dict[type[Exception], int] = {
@@ -64,6 +66,10 @@ _DOMAIN_STATUS: dict[type[Exception], int] = {
     InferenceFailedError: 500,
     InvalidInputError: 400,
     ModelReloadingError: 503,
+    ProtocolError: 400,  # the Open Inference Protocol (/v2): its limits answer 413, as the body limit does
+    TooManyInputsError: 413,
+    ImageInputTooLargeError: 413,
+    UnsupportedEncodingError: 415,
 }
 
 

@@ -14,7 +14,8 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
-from app.api.routes import admin, health, inference, metrics, models
+from app.api.routes import admin, health, inference, metrics, models, v2, v2_infer
+from app.api.v2_errors import V2ErrorShapeMiddleware
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.inference import InferencePipeline
@@ -34,7 +35,7 @@ async def watch_models(registry: ModelRegistry, interval: float) -> None:
             logger.exception("scanning the models folder failed; will retry")
 
 
-ROUTERS = (inference.router, models.router, health.router, admin.router, metrics.router)
+ROUTERS = (inference.router, models.router, health.router, admin.router, metrics.router, v2.router, v2_infer.router)
 
 
 def read_route_sources() -> None:
@@ -88,4 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last middleware added runs first: metrics see every response, the body limit guards the routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    app.add_middleware(V2ErrorShapeMiddleware)  # outermost: /v2 errors in the protocol's shape, whoever answered
     return app
