@@ -31,6 +31,11 @@ class Request:
     body: bytes = b""
     content_type: str = ""
     method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = ()  # more headers, e.g. the v2 protocol's Inference-Header-Content-Length
+
+    def header_lines(self) -> str:
+        """``headers`` as HTTP header lines, each ending in CRLF."""
+        return "".join(f"{name}: {value}\r\n" for name, value in self.headers)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,12 @@ f:close()
 local content_type = os.getenv("BENCH_CONTENT_TYPE")
 if content_type ~= "" then
   wrk.headers["Content-Type"] = content_type
+end
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\r\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
 
 local threads = {}
@@ -143,6 +154,7 @@ class Wrk:
             BENCH_METHOD=request.method,
             BENCH_BODY=str(self.body_file(request)),
             BENCH_CONTENT_TYPE=request.content_type,
+            BENCH_HEADERS=request.header_lines(),
         )
         output = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
         return parse_wrk_output(output)
@@ -153,7 +165,7 @@ def raw_request(request: Request, port: int) -> bytes:
     content_type = f"Content-Type: {request.content_type}\r\n" if request.content_type else ""
     head = (
         f"{request.method} {request.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{content_type}"
-        f"Content-Length: {len(request.body)}\r\n\r\n"
+        f"{request.header_lines()}Content-Length: {len(request.body)}\r\n\r\n"
     )
     return head.encode() + request.body
 

@@ -112,3 +112,23 @@ def measure_pairs(
         pairs.append(Pair(reference, point))
         print(f"  in-process {reference.images_per_second:.1f} img/s: HTTP/in-process {pairs[-1].ratio:.0%}")
     return pairs
+
+
+def measure_alternating(
+    server: Server, requests: list[tuple[str, Request]], generate: LoadGenerator, rounds: int, seconds: float
+) -> list[list[Point]]:
+    """Each round runs every scenario once at 16 clients, one right after the other (A/B), so that each number has
+    the others measured beside it under the same background load; every other round runs them in reverse order,
+    so that a drifting load favours none. The points of a round are in the order of ``requests``."""
+    print(f"alternating rounds at {PAIRED_CLIENTS} clients: {', '.join(name for name, _ in requests)}", flush=True)
+    results: list[list[Point]] = []
+    for number in range(rounds):
+        order = list(range(len(requests)))
+        if number % 2:
+            order.reverse()
+        measured = {
+            i: measure_point(server, requests[i][0], requests[i][1], True, PAIRED_CLIENTS, seconds, generate)
+            for i in order
+        }
+        results.append([measured[i] for i in range(len(requests))])
+    return results

@@ -36,6 +36,8 @@ class Report:
     load_before: float
     load_after: float = 0.0
     others: list[Point] = field(default_factory=list)  # scenarios other than the primary one, batching on
+    alternating: list[list[Point]] = field(default_factory=list)  # A/B rounds: the primary scenario, then the others
+    scenarios: dict[str, tuple[str, float | None]] = field(default_factory=dict)  # name -> (what it sends, target)
 
     @property
     def limit(self) -> float:
@@ -48,6 +50,7 @@ def render(report: Report) -> str:
         *_in_process(report),
         *_over_http(report),
         *_other_scenarios(report),
+        *_alternating(report),
         *_paired(report),
         *_targets(report),
     ]
@@ -143,8 +146,38 @@ def _other_scenarios(report: Report) -> list[str]:
     if not report.others:
         return []
     scenario = ("scenario", lambda p: f"`{p.scenario}`")
-    intro = "The same service (batching on) and columns as above, under other requests (`serving/scenarios.py`)."
-    return ["### Other load scenarios", "", intro, "", *_points_table(report, scenario, report.others), ""]
+    intro = "The same service (batching on) and columns as above, under other requests (`serving/scenarios.py`):"
+    names = dict.fromkeys(p.scenario for p in report.others)
+    described = [f"- `{name}`: {report.scenarios.get(name, ('', None))[0]}" for name in names]
+    table = _points_table(report, scenario, report.others)
+    return ["### Other load scenarios", "", intro, "", *described, "", *table, ""]
+
+
+def _alternating(report: Report) -> list[str]:
+    if not report.alternating:
+        return []
+    primary, *others = [point.scenario for point in report.alternating[0]]
+    header = f"| round | `{primary}` img/s | CPU ms/img |"
+    for name in others:
+        header += f" `{name}` img/s | % of `{primary}` | CPU ms/img |"
+    rows = []
+    for number, (first, *rest) in enumerate(report.alternating, 1):
+        row = f"| {number} | {first.load.rate:.1f} | {first.cpu_ms_per_image:.1f} |"
+        for point in rest:
+            row += f" {point.load.rate:.1f} | {point.load.rate / first.load.rate:.0%} | {point.cpu_ms_per_image:.1f} |"
+        rows.append(row + f" {first.load_average:.2f} |")
+    seconds = report.alternating[0][0].load.seconds
+    return [
+        "### Scenarios side by side at 16 clients (A/B)",
+        "",
+        f"Each round runs every scenario once at 16 clients for about {seconds:.0f} s, one right after the other "
+        "(every other round in reverse order), so that their ratio is measured under the same background load.",
+        "",
+        header + " load 1m |",
+        "|" + "---:|" * (4 + 3 * len(others)),
+        *rows,
+        "",
+    ]
 
 
 def _paired(report: Report) -> list[str]:
@@ -219,6 +252,7 @@ def _target_lines(report: Report) -> list[str]:
             f"(median of {len(report.pairs)}): {_met(paired >= 0.9)}. CPU efficiency (in-process "
             f"CPU ms per image / the server's): {efficiency:.0%}."
         )
+    lines += _alternating_targets(report)
     c1 = on.get(1)
     if c1 is not None:
         single_ms = report.in_process.best_single[1]
@@ -226,6 +260,25 @@ def _target_lines(report: Report) -> list[str]:
         lines.append(
             f"- Single request: c=1 p50 {c1.load.p50_ms:.2f} ms vs in-process {single_ms:.2f} ms: "
             f"**{gap:+.2f} ms** (target within 3 ms): {_met(gap <= 3)}."
+        )
+    return lines
+
+
+def _alternating_targets(report: Report) -> list[str]:
+    """Each other scenario's throughput and CPU per image against the primary one's, medians of the A/B rounds."""
+    if not report.alternating:
+        return []
+    primary = report.alternating[0][0].scenario
+    lines = []
+    for column in range(1, len(report.alternating[0])):
+        name = report.alternating[0][column].scenario
+        rate = statistics.median(r[column].load.rate / r[0].load.rate for r in report.alternating)
+        cpu = statistics.median(r[column].cpu_ms_per_image / r[0].cpu_ms_per_image for r in report.alternating)
+        target = report.scenarios.get(name, ("", None))[1]
+        judged = f"; target >= {target:.0%}): {_met(rate >= target)}" if target is not None else ")"
+        lines.append(
+            f"- `{name}` at 16 clients: **{rate:.0%}** of `{primary}`'s throughput, {cpu:.2f}x its CPU time per "
+            f"image (medians of {len(report.alternating)} A/B rounds{judged}."
         )
     return lines
 

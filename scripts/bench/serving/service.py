@@ -126,6 +126,7 @@ def first_requests_ms(server: Server, request: Request, count: int = 30) -> list
     """Sequential request latencies on one keep-alive connection, the very first request included."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     headers = {"Content-Type": request.content_type} if request.content_type else {}
+    headers.update(request.headers)
     times = []
     try:
         for _ in range(count):

@@ -52,10 +52,12 @@ class Recorder(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the service
     seen: list[tuple[str, str, str | None, bytes]] = []
+    extra: set[str | None] = set()  # the X-Extra header of each request
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
+        self.extra.add(self.headers.get("X-Extra"))
         answer = b'{"ok": true}'
         self.send_response(200 if self.path == "/ok" else 503)
         self.send_header("Content-Length", str(len(answer)))
@@ -69,6 +71,7 @@ class Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
     Recorder.seen = []
+    Recorder.extra = set()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -104,3 +107,27 @@ def test_wrk_sends_the_request_and_counts_non_2xx(server: ThreadingHTTPServer, t
     assert load.requests > 0
     assert load.non2xx == load.requests
     assert set(Recorder.seen) == {("POST", "/fail", "image/jpeg", b"\xff\xd8 a JPEG")}
+
+
+WITH_HEADER = Request("/ok", b"{}binary", "application/octet-stream", headers=(("X-Extra", "2"),))
+
+
+def test_raw_request_carries_the_extra_headers() -> None:
+    wire = raw_request(WITH_HEADER, 8000)
+
+    assert wire.startswith(b"POST /ok HTTP/1.1\r\n") and wire.endswith(b"\r\n\r\n{}binary")
+    assert b"\r\nX-Extra: 2\r\n" in wire
+
+
+def test_python_client_sends_the_extra_headers(server: ThreadingHTTPServer) -> None:
+    load = PythonClient()(port_of(server), WITH_HEADER, clients=1, seconds=0.2)
+
+    assert load.requests > 0 and Recorder.extra == {"2"}
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_wrk_sends_the_extra_headers(server: ThreadingHTTPServer, tmp_path: Path) -> None:
+    load = Wrk(tmp_path)(port_of(server), WITH_HEADER, clients=1, seconds=1)
+
+    assert load.requests > 0 and Recorder.extra == {"2"}
+    assert set(Recorder.seen) == {("POST", "/ok", "application/octet-stream", b"{}binary")}

@@ -97,3 +97,36 @@ def test_other_scenarios_get_their_own_table() -> None:
 def test_the_v1_scenario_posts_the_image_as_a_raw_jpeg() -> None:
     assert PRIMARY.request("efficientnet-lite0", b"\xff\xd8") == Request("/v1/predict", b"\xff\xd8", "image/jpeg")
     assert PRIMARY.concurrency == (1, 4, 16, 64)
+
+
+def ab_round(v1: float, v2_binary: float, v2_json: float | None = None) -> list[Point]:
+    """One A/B round at 16 clients: /v1, then the v2 scenarios, at these rates (server CPU 1.9 cores each)."""
+    points = [point(16, v1, 120.0), point(16, v2_binary, 125.0, scenario="/v2 binary")]
+    return points if v2_json is None else [*points, point(16, v2_json, 150.0, scenario="/v2 JSON")]
+
+
+def test_alternating_rounds_give_each_scenario_as_a_share_of_the_primary() -> None:
+    alternating = report(95.0, 14.0)
+    alternating.alternating = [ab_round(100.0, 97.0, 80.0), ab_round(110.0, 100.0, 88.0), ab_round(100.0, 99.0, 75.0)]
+    alternating.scenarios = {"/v2 binary": ("binary", 0.95), "/v2 JSON": ("base64", None)}
+
+    text = render(alternating)
+
+    table = text[text.index("### Scenarios side by side at 16 clients (A/B)") : text.index("### Targets")]
+    assert "| round | `/v1/predict` img/s | CPU ms/img | `/v2 binary` img/s | % of `/v1/predict` |" in table
+    assert "| 2 | 110.0 | 17.3 | 100.0 | 91% | 19.0 | 88.0 | 80% | 21.6 | 2.50 |" in table
+    # medians of the per-round ratios: binary 97%, 91%, 99%; JSON 80%, 80%, 75%
+    assert "- `/v2 binary` at 16 clients: **97%** of `/v1/predict`'s throughput" in text
+    assert "(medians of 3 A/B rounds; target >= 95%): met." in text
+    assert "- `/v2 JSON` at 16 clients: **80%** of `/v1/predict`'s throughput, 1.25x its CPU time per image" in text
+
+
+def test_a_scenario_below_its_target_is_not_met() -> None:
+    slow = report(95.0, 14.0)
+    slow.alternating = [ab_round(100.0, 90.0)]
+    slow.scenarios = {"/v2 binary": ("binary", 0.95)}
+
+    text = render(slow)
+
+    assert "**90%** of `/v1/predict`'s throughput, 1.11x its CPU time per image" in text
+    assert "(medians of 1 A/B rounds; target >= 95%): NOT met." in text
