@@ -29,7 +29,7 @@ def protocol_error_body(body: bytes) -> bytes | None:
     error = document.get("error") if isinstance(document, dict) else None
     if not isinstance(error, dict) or not isinstance(error.get("message"), str):
         return None
-    return json.dumps({"error": error["message"]}).encode()
+    return json.dumps({"error": error["message"]}, separators=(",", ":")).encode()
 
 
 class V2ErrorShapeMiddleware:
