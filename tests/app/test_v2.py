@@ -17,9 +17,10 @@ from fastapi.testclient import TestClient
 import app.model
 from app.backends import Backend, create_backend
 from app.config import Settings
+from app.main import create_app
 from modelspec import Bundle
 from modelspec.decode import load_input
-from tests.app.conftest import ClientFactory
+from tests.app.conftest import ClientFactory, settings_for
 from tests.app.test_api import JPEG, png_header_only, shape_image
 from tests.app.test_openapi import assert_documented
 from tests.app.test_serving_performance import GatedBackend
@@ -36,6 +37,13 @@ from tests.conftest import TINY_LABELS, encode, tiny_spec
 
 SQUARE = encode(shape_image("square", (40, 56)), "PNG")
 INFER = "/v2/models/tiny/infer"
+
+
+@pytest.fixture(scope="module")
+def client(tiny_models_dir: Path) -> Iterator[TestClient]:
+    """One server for the tests that only read (this module's ``client``); the others start their own."""
+    with TestClient(create_app(settings_for(tiny_models_dir))) as served:
+        yield served
 
 
 def infer(client: TestClient, document: dict[str, Any], path: str = INFER) -> dict[str, Any]:
@@ -395,7 +403,8 @@ def test_v1_and_v2_requests_arriving_together_share_a_batch(
     assert 'imgclf_batch_size_sum{model="tiny"} 6.0' in client.get("/metrics").text  # 1 + 3, then 2 alone
 
 
-def test_metrics_count_v2_requests_and_errors(client: TestClient) -> None:
+def test_metrics_count_v2_requests_and_errors(make_client: ClientFactory) -> None:
+    client = make_client()
     client.post(INFER, json={"inputs": [images_input(JPEG)]})
     client.post(INFER, json={"inputs": [images_input(JPEG, shape=[1, 2])]})
     text = client.get("/metrics").text
