@@ -19,7 +19,16 @@ from scripts.bench.machine import load_average, software, this_machine
 from scripts.bench.report import publish
 from scripts.bench.serving import __doc__ as description
 from scripts.bench.serving.inprocess import InProcess, InProcessBench, large_jpeg_ms
-from scripts.bench.serving.points import Pair, Point, measure_alternating, measure_pairs, measure_point
+from scripts.bench.serving.points import (
+    Pair,
+    Point,
+    RequestCost,
+    SideBySide,
+    measure_pairs,
+    measure_point,
+    measure_request_costs,
+    measure_side_by_side,
+)
 from scripts.bench.serving.scenarios import ALSO, PRIMARY, Scenario
 from scripts.bench.serving.section import Report, render
 from scripts.bench.serving.service import Server, first_requests_ms, serve
@@ -59,7 +68,8 @@ class HttpResults:
     points: list[Point] = field(default_factory=list)  # the primary scenario, batching on and off
     others: list[Point] = field(default_factory=list)  # the other scenarios, batching on
     pairs: list[Pair] = field(default_factory=list)
-    alternating: list[list[Point]] = field(default_factory=list)  # rounds: the primary scenario, then the others
+    side_by_side: list[SideBySide] = field(default_factory=list)  # rounds of the primary and each other at once
+    costs: list[RequestCost] = field(default_factory=list)  # server CPU per request, each scenario
     startups_s: list[float] = field(default_factory=list)
     first_ms: list[float] = field(default_factory=lambda: [0.0])
 
@@ -105,10 +115,16 @@ def measure_http(run: HttpRun, work: Path, bench: InProcessBench, in_process: In
             results.points += [run.point(server, run.primary, batching, c) for c in run.primary.concurrency]
             if batching:
                 results.others += [run.point(server, s, True, c) for s in run.others for c in s.concurrency]
-            if batching and run.others and run.pairs:
-                scenarios = [run.primary, *run.others]
-                requests = [(s.name, run.request(s)) for s in scenarios]
-                results.alternating = measure_alternating(server, requests, run.generate, run.pairs, run.seconds / 2)
+            if batching and run.pairs and run.others:
+                primary = (run.primary.name, run.request(run.primary))
+                results.side_by_side = [
+                    measure_side_by_side(server, primary, (s.name, run.request(s)), run.generate, run.seconds)
+                    for _ in range(run.pairs)
+                    for s in run.others
+                ]
+                results.costs = measure_request_costs(
+                    server, [primary, *((s.name, run.request(s)) for s in run.others)]
+                )
             if batching and run.pairs:
                 results.pairs = measure_pairs(
                     bench, in_process, server, run.primary.name, run.request(run.primary), run.generate, run.pairs,
@@ -172,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         points=http.points,
         others=http.others,
         pairs=http.pairs,
-        alternating=http.alternating,
+        side_by_side=http.side_by_side,
+        costs=http.costs,
         scenarios={s.name: (s.description, s.target) for s in (run.primary, *run.others)},
         startups_s=http.startups_s,
         first_ms=http.first_ms,

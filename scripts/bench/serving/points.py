@@ -3,7 +3,10 @@ service's own (batch size, queue wait, CPU time) over the same interval."""
 
 from __future__ import annotations
 
+import http.client
+import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from scripts.bench.load import Load, LoadGenerator, Request
@@ -114,21 +117,93 @@ def measure_pairs(
     return pairs
 
 
-def measure_alternating(
-    server: Server, requests: list[tuple[str, Request]], generate: LoadGenerator, rounds: int, seconds: float
-) -> list[list[Point]]:
-    """Each round runs every scenario once at 16 clients, one right after the other (A/B), so that each number has
-    the others measured beside it under the same background load; every other round runs them in reverse order,
-    so that a drifting load favours none. The points of a round are in the order of ``requests``."""
-    print(f"alternating rounds at {PAIRED_CLIENTS} clients: {', '.join(name for name, _ in requests)}", flush=True)
-    results: list[list[Point]] = []
-    for number in range(rounds):
-        order = list(range(len(requests)))
-        if number % 2:
-            order.reverse()
-        measured = {
-            i: measure_point(server, requests[i][0], requests[i][1], True, PAIRED_CLIENTS, seconds, generate)
-            for i in order
-        }
-        results.append([measured[i] for i in range(len(requests))])
-    return results
+@dataclass(frozen=True)
+class SideBySide:
+    """Two scenarios loading the service at the same time, half the clients each: one server and one background
+    load for both, so their ratio holds on a busy machine (where back-to-back points drift by tens of percent)."""
+
+    primary: str
+    other: str
+    primary_load: Load
+    other_load: Load
+    load_average: float
+
+    @property
+    def ratio(self) -> float:
+        """The other scenario's throughput as a share of the primary's."""
+        return self.other_load.rate / self.primary_load.rate if self.primary_load.rate else 0.0
+
+
+def measure_side_by_side(
+    server: Server,
+    primary: tuple[str, Request],
+    other: tuple[str, Request],
+    generate: LoadGenerator,
+    seconds: float,
+    clients_each: int = PAIRED_CLIENTS // 2,
+) -> SideBySide:
+    """``clients_each`` clients of each scenario at once for ``seconds``, after a warm-up the same way."""
+
+    def both(duration: float) -> tuple[Load, Load]:
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(generate, server.port, primary[1], clients_each, duration)
+            b = pool.submit(generate, server.port, other[1], clients_each, duration)
+            return a.result(), b.result()
+
+    both(min(WARM_UP_S, seconds))  # not measured
+    server.wait_until_idle()
+    average = load_average()
+    primary_load, other_load = both(seconds)
+    server.wait_until_idle()
+    result = SideBySide(primary[0], other[0], primary_load, other_load, average)
+    print(
+        f"  side by side, {clients_each} clients each: {primary[0]} {primary_load.rate:.1f} img/s, {other[0]} "
+        f"{other_load.rate:.1f} img/s ({result.ratio:.0%}); non-2xx {primary_load.non2xx + other_load.non2xx}  "
+        f"load {average:.2f}",
+        flush=True,
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class RequestCost:
+    """The server's CPU time per request of one scenario, one value per block of requests."""
+
+    scenario: str
+    cpu_ms: list[float]
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.cpu_ms)
+
+
+def measure_request_costs(
+    server: Server, requests: list[tuple[str, Request]], blocks: int = 6, per_block: int = 40
+) -> list[RequestCost]:
+    """The server's CPU time per request of each scenario, sent one at a time on one connection, the scenarios
+    interleaved block by block (every other round in reverse order). A request's CPU time depends little on how
+    busy the machine is, so this compares what each scenario costs even where throughput is too noisy to."""
+    costs: dict[str, list[float]] = {name: [] for name, _ in requests}
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        for number in range(blocks):
+            for name, request in requests if number % 2 == 0 else requests[::-1]:
+                send(connection, request, 2)  # not counted: the connection and the path warm again
+                cpu_before = server.cpu_seconds()
+                send(connection, request, per_block)
+                costs[name].append((server.cpu_seconds() - cpu_before) * 1000 / per_block)
+    finally:
+        connection.close()
+    result = [RequestCost(name, values) for name, values in costs.items()]
+    print("  server CPU per request: " + ", ".join(f"{c.scenario} {c.median_ms:.2f} ms" for c in result), flush=True)
+    return result
+
+
+def send(connection: http.client.HTTPConnection, request: Request, count: int) -> None:
+    headers = {"Content-Type": request.content_type, **dict(request.headers)} if request.content_type else {}
+    for _ in range(count):
+        connection.request(request.method, request.path, body=request.body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"the service answered {response.status} to {request.path}")

@@ -2,9 +2,9 @@
 
 ``PRIMARY`` is the one the section's main table, the targets and the paired check are about; each scenario in
 ``ALSO`` runs beside it on the same service (batching on) and gets a row per client count under "Other load
-scenarios", and is also run in rounds alternating with the primary one at 16 clients (A/B, one after the other
-under the same background load), its throughput given as a share of the primary's, against its ``target`` when it
-has one. A new protocol, endpoint or body is a builder and a ``Scenario`` added to ``ALSO``.
+scenarios", and is also run at the same time as the primary one, 8 clients each (A/B under one background load),
+its throughput given as a share of the primary's, against its ``target`` when it has one. A new protocol, endpoint
+or body is a builder and a ``Scenario`` added to ``ALSO``.
 """
 
 from __future__ import annotations

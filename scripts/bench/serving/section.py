@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from app.config import Settings
 from scripts.bench.machine import Machine
 from scripts.bench.serving.inprocess import InProcess
-from scripts.bench.serving.points import Pair, Point
+from scripts.bench.serving.points import Pair, Point, RequestCost, SideBySide
 
 HEADING = "## Serving"
 
@@ -36,7 +36,8 @@ class Report:
     load_before: float
     load_after: float = 0.0
     others: list[Point] = field(default_factory=list)  # scenarios other than the primary one, batching on
-    alternating: list[list[Point]] = field(default_factory=list)  # A/B rounds: the primary scenario, then the others
+    side_by_side: list[SideBySide] = field(default_factory=list)  # A/B: the primary and another scenario at once
+    costs: list[RequestCost] = field(default_factory=list)  # server CPU per request, the primary scenario first
     scenarios: dict[str, tuple[str, float | None]] = field(default_factory=dict)  # name -> (what it sends, target)
 
     @property
@@ -50,7 +51,7 @@ def render(report: Report) -> str:
         *_in_process(report),
         *_over_http(report),
         *_other_scenarios(report),
-        *_alternating(report),
+        *_side_by_side(report),
         *_paired(report),
         *_targets(report),
     ]
@@ -153,28 +154,54 @@ def _other_scenarios(report: Report) -> list[str]:
     return ["### Other load scenarios", "", intro, "", *described, "", *table, ""]
 
 
-def _alternating(report: Report) -> list[str]:
-    if not report.alternating:
+def _side_by_side(report: Report) -> list[str]:
+    if not report.side_by_side:
         return []
-    primary, *others = [point.scenario for point in report.alternating[0]]
-    header = f"| round | `{primary}` img/s | CPU ms/img |"
-    for name in others:
-        header += f" `{name}` img/s | % of `{primary}` | CPU ms/img |"
-    rows = []
-    for number, (first, *rest) in enumerate(report.alternating, 1):
-        row = f"| {number} | {first.load.rate:.1f} | {first.cpu_ms_per_image:.1f} |"
-        for point in rest:
-            row += f" {point.load.rate:.1f} | {point.load.rate / first.load.rate:.0%} | {point.cpu_ms_per_image:.1f} |"
-        rows.append(row + f" {first.load_average:.2f} |")
-    seconds = report.alternating[0][0].load.seconds
+    return [*_side_by_side_runs(report), *_request_costs(report)]
+
+
+def _request_costs(report: Report) -> list[str]:
+    if not report.costs:
+        return []
+    primary = report.costs[0]
+    blocks = len(primary.cpu_ms)
     return [
-        "### Scenarios side by side at 16 clients (A/B)",
+        f"Server CPU time per request, each scenario sent one request at a time on one connection, in {blocks} "
+        "interleaved blocks (a request's CPU time depends little on the background load; it is what a request "
+        "costs):",
         "",
-        f"Each round runs every scenario once at 16 clients for about {seconds:.0f} s, one right after the other "
-        "(every other round in reverse order), so that their ratio is measured under the same background load.",
+        f"| scenario | CPU ms per request (median) | vs `{primary.scenario}` | per block |",
+        "|---|---:|---:|---|",
+        *(
+            f"| `{cost.scenario}` | {cost.median_ms:.2f} | {cost.median_ms / primary.median_ms:.2f}x | "
+            f"{', '.join(f'{value:.1f}' for value in cost.cpu_ms)} |"
+            for cost in report.costs
+        ),
         "",
-        header + " load 1m |",
-        "|" + "---:|" * (4 + 3 * len(others)),
+    ]
+
+
+def _side_by_side_runs(report: Report) -> list[str]:
+    first = report.side_by_side[0]
+    primary = first.primary
+    seconds = first.primary_load.seconds
+    rows = [
+        f"| {number} | `{s.other}` | {s.primary_load.rate:.1f} | {s.other_load.rate:.1f} | {s.ratio:.0%} | "
+        f"{s.primary_load.p50_ms:.1f} | {s.other_load.p50_ms:.1f} | "
+        f"{s.primary_load.non2xx + s.other_load.non2xx + s.primary_load.socket_errors + s.other_load.socket_errors} "
+        f"| {s.load_average:.2f} |"
+        for number, s in enumerate(report.side_by_side, 1)
+    ]
+    return [
+        "### Scenarios side by side (A/B)",
+        "",
+        f"Each row loads the service with `{primary}` and another scenario at the same time, 8 clients each (16 in "
+        f"all), for {seconds:.0f} s after a warm-up: both meet the same server, batches and background "
+        "load, so the ratio of their throughputs is the ratio of what a request costs, even on a busy machine.",
+        "",
+        f"| run | scenario | `{primary}` img/s | scenario img/s | % of `{primary}` | `{primary}` p50 ms | "
+        "scenario p50 ms | errors | load 1m |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
     ]
@@ -252,7 +279,7 @@ def _target_lines(report: Report) -> list[str]:
             f"(median of {len(report.pairs)}): {_met(paired >= 0.9)}. CPU efficiency (in-process "
             f"CPU ms per image / the server's): {efficiency:.0%}."
         )
-    lines += _alternating_targets(report)
+    lines += _side_by_side_targets(report)
     c1 = on.get(1)
     if c1 is not None:
         single_ms = report.in_process.best_single[1]
@@ -264,21 +291,21 @@ def _target_lines(report: Report) -> list[str]:
     return lines
 
 
-def _alternating_targets(report: Report) -> list[str]:
-    """Each other scenario's throughput and CPU per image against the primary one's, medians of the A/B rounds."""
-    if not report.alternating:
-        return []
-    primary = report.alternating[0][0].scenario
+def _side_by_side_targets(report: Report) -> list[str]:
+    """Each other scenario's throughput as a share of the primary one's, the median of its side-by-side runs."""
+    by_scenario: dict[str, list[SideBySide]] = {}
+    for run in report.side_by_side:
+        by_scenario.setdefault(run.other, []).append(run)
     lines = []
-    for column in range(1, len(report.alternating[0])):
-        name = report.alternating[0][column].scenario
-        rate = statistics.median(r[column].load.rate / r[0].load.rate for r in report.alternating)
-        cpu = statistics.median(r[column].cpu_ms_per_image / r[0].cpu_ms_per_image for r in report.alternating)
+    for name, runs in by_scenario.items():
+        ratio = statistics.median(run.ratio for run in runs)
         target = report.scenarios.get(name, ("", None))[1]
-        judged = f"; target >= {target:.0%}): {_met(rate >= target)}" if target is not None else ")"
+        judged = f"; target >= {target:.0%}): {_met(ratio >= target)}" if target is not None else ")"
+        costs = {cost.scenario: cost.median_ms for cost in report.costs}
+        cost = f"; {costs[name] / costs[runs[0].primary]:.2f}x its CPU per request" if name in costs else ""
         lines.append(
-            f"- `{name}` at 16 clients: **{rate:.0%}** of `{primary}`'s throughput, {cpu:.2f}x its CPU time per "
-            f"image (medians of {len(report.alternating)} A/B rounds{judged}."
+            f"- `{name}` beside `{runs[0].primary}`, 8 clients each: **{ratio:.0%}** of its throughput "
+            f"(median of {len(runs)} runs: {', '.join(f'{run.ratio:.0%}' for run in runs)}{judged}{cost}."
         )
     return lines
 

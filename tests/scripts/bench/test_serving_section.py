@@ -8,7 +8,7 @@ from app.config import Settings
 from scripts.bench.load import Load, Request
 from scripts.bench.machine import Machine
 from scripts.bench.serving.inprocess import InProcess, Rate
-from scripts.bench.serving.points import Pair, Point
+from scripts.bench.serving.points import Pair, Point, RequestCost, SideBySide
 from scripts.bench.serving.scenarios import PRIMARY
 from scripts.bench.serving.section import Report, render
 
@@ -99,34 +99,48 @@ def test_the_v1_scenario_posts_the_image_as_a_raw_jpeg() -> None:
     assert PRIMARY.concurrency == (1, 4, 16, 64)
 
 
-def ab_round(v1: float, v2_binary: float, v2_json: float | None = None) -> list[Point]:
-    """One A/B round at 16 clients: /v1, then the v2 scenarios, at these rates (server CPU 1.9 cores each)."""
-    points = [point(16, v1, 120.0), point(16, v2_binary, 125.0, scenario="/v2 binary")]
-    return points if v2_json is None else [*points, point(16, v2_json, 150.0, scenario="/v2 JSON")]
+def side_by_side(other: str, v1_rate: float, other_rate: float) -> SideBySide:
+    """/v1 and another scenario loading the service at once for 5 s, at these rates."""
+    v1 = Load(round(v1_rate * 5), 5.0, 0, 0, 120.0, 150.0, 200.0)
+    loaded = Load(round(other_rate * 5), 5.0, 0, 0, 125.0, 160.0, 210.0)
+    return SideBySide("/v1/predict", other, v1, loaded, 2.5)
 
 
-def test_alternating_rounds_give_each_scenario_as_a_share_of_the_primary() -> None:
-    alternating = report(95.0, 14.0)
-    alternating.alternating = [ab_round(100.0, 97.0, 80.0), ab_round(110.0, 100.0, 88.0), ab_round(100.0, 99.0, 75.0)]
-    alternating.scenarios = {"/v2 binary": ("binary", 0.95), "/v2 JSON": ("base64", None)}
+def test_side_by_side_runs_give_each_scenario_as_a_share_of_the_primary() -> None:
+    both = report(95.0, 14.0)
+    both.side_by_side = [
+        side_by_side("/v2 binary", 60.0, 58.2),
+        side_by_side("/v2 JSON", 61.0, 48.8),
+        side_by_side("/v2 binary", 64.0, 64.0),
+        side_by_side("/v2 JSON", 60.0, 51.0),
+        side_by_side("/v2 binary", 50.0, 49.0),
+        side_by_side("/v2 JSON", 62.0, 46.5),
+    ]
+    both.scenarios = {"/v2 binary": ("binary", 0.95), "/v2 JSON": ("base64", None)}
+    both.costs = [
+        RequestCost("/v1/predict", [18.0, 18.5, 17.5]),
+        RequestCost("/v2 binary", [18.2, 18.4, 18.0]),
+        RequestCost("/v2 JSON", [19.0, 19.5, 19.8]),
+    ]
 
-    text = render(alternating)
+    text = render(both)
 
-    table = text[text.index("### Scenarios side by side at 16 clients (A/B)") : text.index("### Targets")]
-    assert "| round | `/v1/predict` img/s | CPU ms/img | `/v2 binary` img/s | % of `/v1/predict` |" in table
-    assert "| 2 | 110.0 | 17.3 | 100.0 | 91% | 19.0 | 88.0 | 80% | 21.6 | 2.50 |" in table
-    # medians of the per-round ratios: binary 97%, 91%, 99%; JSON 80%, 80%, 75%
-    assert "- `/v2 binary` at 16 clients: **97%** of `/v1/predict`'s throughput" in text
-    assert "(medians of 3 A/B rounds; target >= 95%): met." in text
-    assert "- `/v2 JSON` at 16 clients: **80%** of `/v1/predict`'s throughput, 1.25x its CPU time per image" in text
+    table = text[text.index("### Scenarios side by side (A/B)") : text.index("### Targets")]
+    assert "8 clients each (16 in all), for 5 s" in table
+    assert "| 2 | `/v2 JSON` | 61.0 | 48.8 | 80% | 120.0 | 125.0 | 0 | 2.50 |" in table
+    # binary: 97%, 100%, 98%; JSON: 80%, 85%, 75%
+    assert "- `/v2 binary` beside `/v1/predict`, 8 clients each: **98%** of its throughput" in text
+    assert "(median of 3 runs: 97%, 100%, 98%; target >= 95%): met; 1.01x its CPU per request." in text
+    assert "- `/v2 JSON` beside `/v1/predict`, 8 clients each: **80%** of its throughput (median of 3 runs" in text
+    assert "75%); 1.08x its CPU per request." in text
+    costs = text[text.index("Server CPU time per request") : text.index("### Targets")]
+    assert "in 3 interleaved blocks" in costs
+    assert "| `/v2 binary` | 18.20 | 1.01x | 18.2, 18.4, 18.0 |" in costs
 
 
 def test_a_scenario_below_its_target_is_not_met() -> None:
     slow = report(95.0, 14.0)
-    slow.alternating = [ab_round(100.0, 90.0)]
+    slow.side_by_side = [side_by_side("/v2 binary", 100.0, 90.0)]
     slow.scenarios = {"/v2 binary": ("binary", 0.95)}
 
-    text = render(slow)
-
-    assert "**90%** of `/v1/predict`'s throughput, 1.11x its CPU time per image" in text
-    assert "(medians of 1 A/B rounds; target >= 95%): NOT met." in text
+    assert "**90%** of its throughput (median of 1 runs: 90%; target >= 95%): NOT met." in render(slow)
