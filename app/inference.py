@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
@@ -30,7 +31,7 @@ from app.metrics import Metrics
 from app.model import LoadedModel
 from app.uploads import Upload
 from modelspec import Preprocessing
-from modelspec.decode import DecodeLimits, ImageError, load_input
+from modelspec.decode import DEFAULT_MAX_PIXELS, DecodeLimits, ImageError, load_input
 from modelspec.preprocess import Float32Array
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class InferencePipeline:
         """Start every decode thread and run a photo-sized JPEG through each, so that the first requests find the
         threads started and Pillow's JPEG plugin loaded. Nothing is recorded in the metrics."""
         prep = Preprocessing.for_crop(224, interpolation="bicubic")
+        # Our own sample, not a client's image: the per-request pixel cap (which may be set below its size) is not
+        # what is being warmed up.
+        limits = dataclasses.replace(self._limits, max_pixels=DEFAULT_MAX_PIXELS)
         together = threading.Barrier(self._decode_threads)
 
         def decode_together() -> Float32Array:
@@ -115,7 +119,7 @@ class InferencePipeline:
             # otherwise).
             with contextlib.suppress(threading.BrokenBarrierError):
                 together.wait(timeout=10)
-            return load_input(sample_jpeg(), prep, self._limits)
+            return load_input(sample_jpeg(), prep, limits)
 
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._pool, decode_together) for _ in range(self._decode_threads)))

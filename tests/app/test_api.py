@@ -163,6 +163,16 @@ def test_too_many_files(make_client: ClientFactory) -> None:
     assert client.post("/v1/predict", files=files[:3]).status_code == 200
 
 
+def test_a_small_pixel_limit_still_starts_and_is_enforced(make_client: ClientFactory) -> None:
+    client = make_client(max_image_pixels=10_000)  # below the start-up warm-up's own 640x480 sample
+    assert client.get("/health/ready").status_code == 200
+    assert client.post("/v1/predict", content=JPEG, headers={"content-type": "image/jpeg"}).status_code == 200
+    big = encode(shape_image(size=(200, 100)))
+    assert_error(
+        client.post("/v1/predict", content=big, headers={"content-type": "image/jpeg"}), 413, "image_too_large"
+    )
+
+
 def test_body_over_limit_is_refused_declared_or_streamed(make_client: ClientFactory) -> None:
     client = make_client(max_body_bytes=10_000)
     big = encode(Image.effect_noise((200, 200), 64).convert("RGB"), "PNG")
