@@ -112,7 +112,7 @@ class RayEngine:
             fn_constructor_args=(self._packed, settings, self._options, self.cpus_per_actor),
             batch_size=self._settings.max_batch_size * CALL_CHUNKS,
             batch_format="pyarrow",
-            concurrency=self.actors,
+            compute=ray.data.ActorPoolStrategy(size=self.actors),
             num_cpus=self.cpus_per_actor,
         )
         for table in results.iter_batches(batch_size=None, batch_format="pyarrow"):
