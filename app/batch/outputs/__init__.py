@@ -64,8 +64,8 @@ def side_files(path: Path) -> list[Path]:
 
 
 def embeddings_path(path: Path) -> Path:
-    """Where a CSV or JSONL output keeps its embeddings: ``out.csv`` -> ``out.embeddings.npy``."""
-    return path.with_suffix(".embeddings.npy")
+    """Where a CSV or JSONL output keeps its embeddings: ``out.csv`` -> ``out.csv.embeddings.npy``."""
+    return path.with_name(path.name + ".embeddings.npy")
 
 
 def open_output(

@@ -79,7 +79,7 @@ def test_embeddings_match_each_row(fmt: str, tmp_path: Path, batch_env: object) 
     if fmt == "parquet":
         vectors = {row["path"]: row["embedding"] for row in rows}
     else:
-        matrix = np.load(tmp_path / "out.embeddings.npy")
+        matrix = np.load(tmp_path / f"out.{fmt}.embeddings.npy")
         assert matrix.shape == (sum(row["error_code"] is None for row in rows), 84)
         assert sorted(row["embedding_row"] for row in rows if row["error_code"] is None) == list(range(len(matrix)))
         vectors = {

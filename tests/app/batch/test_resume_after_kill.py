@@ -87,7 +87,7 @@ def test_kill_9_mid_run_then_resume(
     assert 40 <= len(before) < IMAGES
     assert len({row["path"] for row in before}) == len(before)
     if output.suffix != ".parquet":
-        matrix = np.load(output.with_suffix(".embeddings.npy"))  # readable, and holds every referenced row
+        matrix = np.load(output.with_name(output.name + ".embeddings.npy"))  # readable, and holds every referenced row
         assert max(int(row["embedding_row"]) for row in before) < len(matrix)  # type: ignore[call-overload]
 
     for key in ("IMGCLF_MODELS_DIR", "IMGCLF_DEFAULT_MODEL", "IMGCLF_MAX_BATCH_SIZE"):
@@ -103,5 +103,5 @@ def test_kill_9_mid_run_then_resume(
         assert not output.with_name(output.name + ".parts").exists()
         assert all(len(row["embedding"]) == 84 for row in after)
     else:
-        matrix = np.load(output.with_suffix(".embeddings.npy"))
+        matrix = np.load(output.with_name(output.name + ".embeddings.npy"))
         assert sorted(row["embedding_row"] for row in after) == list(range(IMAGES)) == list(range(len(matrix)))
