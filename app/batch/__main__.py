@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.batch.inputs import InputError
-from app.batch.job import BatchJob, run_job
+from app.batch.job import BatchJob, EngineUnavailableError, run_job
 from app.batch.model_choice import ModelArgumentError
 from app.batch.outputs import OutputError
 from app.batch.rows import RowOptions
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         summary = run_job(job, settings, sys.stderr)
-    except (InputError, OutputError, ModelLookupError, ModelArgumentError, BundleError) as exc:
+    except (InputError, OutputError, ModelLookupError, ModelArgumentError, BundleError, EngineUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from app.batch.classifier import RowSink
+from app.batch.extras import available
 from app.batch.inputs import ImagePath, list_images
 from app.batch.model_choice import resolve_bundle
 from app.batch.outputs import OutputError, embeddings_path, format_of, open_output
@@ -48,8 +49,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+class EngineUnavailableError(RuntimeError):
+    """The engine asked for cannot run here; the message says what to install."""
+
+
 def start_engine(job: BatchJob, settings: Settings, bundle: Bundle) -> Engine:
     if job.engine == "ray":
+        if not available("ray", "pyarrow"):
+            raise EngineUnavailableError("--engine ray needs Ray Data: pip install 'imgclf[ray]'")
         from app.batch.ray_engine import RayEngine
 
         return RayEngine(settings, bundle, job.options, address=job.address, actors=job.actors,

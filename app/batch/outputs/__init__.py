@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from app.batch.extras import available
 from app.batch.outputs.files import remove
 from app.batch.rows import ResultRow, RowOptions
 
@@ -83,6 +84,8 @@ def open_output(
     if not path.parent.is_dir():
         raise OutputError(f"the folder {path.parent} does not exist; create it first")
     if kind == "parquet":
+        if not available("pyarrow"):
+            raise OutputError("Parquet output needs pyarrow: pip install 'imgclf[parquet]', or write .csv or .jsonl")
         from app.batch.outputs.parquet import ParquetOutput
 
         return ParquetOutput(path, options)
