@@ -9,8 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.batch.extras import EngineUnavailableError
 from app.batch.inputs import InputError
-from app.batch.job import BatchJob, EngineUnavailableError, run_job
+from app.batch.job import BatchJob, run_job
 from app.batch.model_choice import ModelArgumentError
 from app.batch.outputs import OutputError
 from app.batch.rows import RowOptions

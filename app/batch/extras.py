@@ -6,6 +6,10 @@ from __future__ import annotations
 import importlib.util
 
 
+class EngineUnavailableError(RuntimeError):
+    """The engine asked for cannot run here (not installed, cluster unreachable); the message says what to do."""
+
+
 def available(*modules: str) -> bool:
     """Whether every module can be imported (without importing it)."""
     try:

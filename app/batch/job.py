@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from app.batch.classifier import RowSink
-from app.batch.extras import available
+from app.batch.extras import EngineUnavailableError, available
 from app.batch.inputs import ImagePath, list_images
 from app.batch.model_choice import resolve_bundle
 from app.batch.outputs import OutputError, embeddings_path, format_of, open_output
@@ -47,10 +47,6 @@ class Engine(Protocol):
     def run(self, images: list[ImagePath], emit: RowSink) -> None: ...
 
     def close(self) -> None: ...
-
-
-class EngineUnavailableError(RuntimeError):
-    """The engine asked for cannot run here; the message says what to install."""
 
 
 def start_engine(job: BatchJob, settings: Settings, bundle: Bundle) -> Engine:

@@ -25,6 +25,7 @@ import ray
 
 from app.batch.arrow import from_table, to_table
 from app.batch.classifier import Classifier, RowSink
+from app.batch.extras import EngineUnavailableError
 from app.batch.inputs import ImagePath
 from app.batch.rows import ResultRow, RowOptions
 from app.config import Settings
@@ -83,7 +84,13 @@ class RayEngine:
     ) -> None:
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+            try:
+                ray.init(address=address, logging_level=logging.WARNING)
+            except ConnectionError as exc:
+                raise EngineUnavailableError(
+                    f"cannot reach the Ray cluster at {address} ({exc}); start one with 'ray start --head' and pass "
+                    "the address it prints, or leave --address out to start Ray on this machine"
+                ) from None
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress_bars
         cluster_cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]

@@ -148,7 +148,7 @@ class CsvOutput(TextOutput):
         next_row = first_embedding_row
         blank = ["", "", ""] * self.options.top_k
         for row in rows:
-            ranks = [str(v) if not isinstance(v, float) else repr(v) for p in row.predictions for v in p]
+            ranks = [str(v) for p in row.predictions for v in p]  # str(float) is the shortest exact repr
             ranks += blank[len(ranks) :]
             record = [row.path, row.model, *ranks, row.error_code or "", row.error_message or ""]
             if self.options.embeddings:
