@@ -12,7 +12,7 @@ from app.batch.classifier import RowSink
 from app.batch.extras import EngineUnavailableError, available
 from app.batch.inputs import ImagePath, list_images
 from app.batch.model_choice import resolve_bundle
-from app.batch.outputs import OutputError, embeddings_path, format_of, open_output
+from app.batch.outputs import OutputError, check_output, embeddings_path, format_of, open_output
 from app.batch.progress import Progress
 from app.batch.rows import ResultRow, RowOptions, model_id
 from app.batch.summary import Summary
@@ -64,13 +64,18 @@ def start_engine(job: BatchJob, settings: Settings, bundle: Bundle) -> Engine:
 
 def run_job(job: BatchJob, settings: Settings, progress_stream: TextIO) -> Summary:
     """Run ``job``; raises ``InputError``, ``OutputError`` or a model lookup error before any work starts."""
-    format_of(job.output)  # an unknown extension fails before anything is loaded
+    check_output(job.output, resume=job.resume, overwrite=job.overwrite)  # before anything is loaded
     images = list_images(job.input)
     bundle = resolve_bundle(settings, job.model)
     this_model = model_id(bundle.name, bundle.version)
-    output = open_output(
-        job.output, job.options, bundle.spec.embedding_size, resume=job.resume, overwrite=job.overwrite
-    )
+    engine = start_engine(job, settings, bundle)
+    try:
+        output = open_output(
+            job.output, job.options, bundle.spec.embedding_size, resume=job.resume, overwrite=job.overwrite
+        )
+    except BaseException:
+        engine.close()
+        raise
     try:
         resumed = output.resumed()
         others = sorted(resumed.models - {this_model})
@@ -79,11 +84,11 @@ def run_job(job: BatchJob, settings: Settings, progress_stream: TextIO) -> Summa
                 f"{job.output} holds rows made by {', '.join(others)}, not {this_model}: pass --model "
                 f"{others[0]} to continue it, or --overwrite to start over"
             )
-        pending = [image for image in images if image.name not in resumed.paths]
-        engine = start_engine(job, settings, bundle)
     except BaseException:
+        engine.close()
         output.close()
         raise
+    pending = [image for image in images if image.name not in resumed.paths]
     described = str(job.output) + (f" (+ {embeddings_path(job.output).name})" if _npy_beside(job) else "")
     summary = Summary(model=this_model, engine=engine.description, output=described)
     summary.skipped = len(images) - len(pending)

@@ -69,23 +69,30 @@ def embeddings_path(path: Path) -> Path:
     return path.with_name(path.name + ".embeddings.npy")
 
 
+def check_output(path: Path, *, resume: bool = False, overwrite: bool = False) -> str:
+    """The output's format, once it is sure that the output may be written: an ``OutputError`` otherwise."""
+    kind = format_of(path)
+    existing = [p for p in (path, *side_files(path)) if p.exists()]
+    if existing and not resume and not overwrite:
+        raise OutputError(f"{existing[0]} exists: pass --resume to continue that run, or --overwrite to start over")
+    if not path.parent.is_dir():
+        raise OutputError(f"the folder {path.parent} does not exist; create it first")
+    if kind == "parquet" and not available("pyarrow"):
+        raise OutputError("Parquet output needs pyarrow: pip install 'imgclf[parquet]', or write .csv or .jsonl")
+    return kind
+
+
 def open_output(
     path: Path, options: RowOptions, embedding_size: int, *, resume: bool = False, overwrite: bool = False
 ) -> Output:
     """The output at ``path``: new, continued (``resume``), or replaced (``overwrite``); refuses to touch an
     existing one otherwise."""
-    kind = format_of(path)
-    existing = [p for p in (path, *side_files(path)) if p.exists()]
-    if existing and overwrite:
-        for item in existing:
-            remove(item)
-    elif existing and not resume:
-        raise OutputError(f"{existing[0]} exists: pass --resume to continue that run, or --overwrite to start over")
-    if not path.parent.is_dir():
-        raise OutputError(f"the folder {path.parent} does not exist; create it first")
+    kind = check_output(path, resume=resume, overwrite=overwrite)
+    if overwrite:
+        for item in (path, *side_files(path)):
+            if item.exists():
+                remove(item)
     if kind == "parquet":
-        if not available("pyarrow"):
-            raise OutputError("Parquet output needs pyarrow: pip install 'imgclf[parquet]', or write .csv or .jsonl")
         from app.batch.outputs.parquet import ParquetOutput
 
         return ParquetOutput(path, options)
