@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue an interrupted run: skip images already done")
     again.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--batch-size", type=int, help="images per inference batch (default: IMGCLF_MAX_BATCH_SIZE, as the service)"
+    )
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or a Ray cluster")
     p.add_argument(
         "--address", help="Ray cluster to join (ray start --head's address, or 'auto'); default: a new local one"
@@ -58,9 +61,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.top_k < 1:
-        parser().error("--top-k must be at least 1")
-    settings = Settings(**({"models_dir": args.models_dir} if args.models_dir else {}))
+    if args.top_k < 1 or (args.batch_size is not None and args.batch_size < 1):
+        parser().error("--top-k and --batch-size must be at least 1")
+    overrides = {"models_dir": args.models_dir, "max_batch_size": args.batch_size}
+    settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
