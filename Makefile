@@ -90,3 +90,10 @@ bench: default-model
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
 	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
+
+# The batch command's benchmark (about 5 minutes on an idle 2-core machine, much longer on a busy one): python -m
+# app.batch over 10,000 generated photos against the in-process limit, alternating; writes "## Batch" of BENCHMARKS.md.
+BENCH_BATCH_ARGS ?=
+.PHONY: bench-batch
+bench-batch: default-model
+	$(PY) -m scripts.bench.batch --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_BATCH_ARGS)

@@ -1,10 +1,10 @@
 """The inference pipeline, one stage each: decode (a thread pool) -> batch -> predict -> unbatch (the model's
 batcher and backend); encoding the answer is ``app.encode``'s job.
 
-Callers hand in encoded images (``Upload``: the HTTP routes, a batch command) or arrays already preprocessed for
-the model (a tensor protocol, an explanation that perturbs an image). Decoding runs on the pipeline's own bounded
-pool, so it overlaps with inference and never blocks the event loop. A bad input fails only its own entry; the
-others are still answered.
+Callers hand in encoded images (``Upload``: the HTTP routes), image files (``ImageFile``: the batch command, read
+on the decode pool too) or arrays already preprocessed for the model (a tensor protocol, an explanation that
+perturbs an image). Decoding runs on the pipeline's own bounded pool, so it overlaps with inference and never
+blocks the event loop. A bad input fails only its own entry; the others are still answered.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -31,7 +32,7 @@ from app.metrics import Metrics
 from app.model import LoadedModel
 from app.uploads import Upload
 from modelspec import Preprocessing
-from modelspec.decode import DEFAULT_MAX_PIXELS, DecodeLimits, ImageError, load_input
+from modelspec.decode import DEFAULT_MAX_PIXELS, DecodeLimits, ImageError, load_input, read_file
 from modelspec.preprocess import Float32Array
 
 logger = logging.getLogger(__name__)
@@ -60,8 +61,17 @@ class ModelReloadingError(InferenceError):
 ItemError = ImageError | InferenceError
 """Why one input got no answer."""
 
-ModelInput = Upload | Float32Array
-"""An encoded image, or one image already preprocessed for the model (float32, CHW)."""
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image on disk, read on a decode thread; ``filename`` is what its outcome reports."""
+
+    path: Path
+    filename: str
+
+
+ModelInput = Upload | ImageFile | Float32Array
+"""An encoded image, an image file, or one image already preprocessed for the model (float32, CHW)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,7 @@ class InferencePipeline:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run_on(self, model: LoadedModel, inputs: Sequence[ModelInput]) -> list[ImageOutcome]:
-        filenames = [item.filename if isinstance(item, Upload) else None for item in inputs]
+        filenames = [item.filename if isinstance(item, Upload | ImageFile) else None for item in inputs]
         prepared = await self._prepare(model, inputs)
         arrays = {i: item for i, item in enumerate(prepared) if not isinstance(item, ItemError)}
         outcomes = [
@@ -160,17 +170,17 @@ class InferencePipeline:
         return await asyncio.gather(*(self._prepare_one(model, item) for item in inputs))
 
     async def _prepare_one(self, model: LoadedModel, item: ModelInput) -> Float32Array | ItemError:
-        if not isinstance(item, Upload):
+        if not isinstance(item, Upload | ImageFile):
             return _checked_array(model, item)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self._timed_decode, item.data, model.spec.preprocessing)
+            return await loop.run_in_executor(self._pool, self._timed_decode, item, model.spec.preprocessing)
         except ImageError as error:
             return error
 
-    def _timed_decode(self, data: bytes, prep: Preprocessing) -> Float32Array:
+    def _timed_decode(self, item: Upload | ImageFile, prep: Preprocessing) -> Float32Array:
         started = time.perf_counter()
-        array = load_input(data, prep, self._limits)
+        array = load_input(item.data if isinstance(item, Upload) else read_file(item.path), prep, self._limits)
         self._metrics.decode.observe(time.perf_counter() - started)
         return array
 

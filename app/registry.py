@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +58,19 @@ def folder_signature(path: Path) -> Signature:
         return ()
 
 
+def choose_default(names: Collection[str], configured: str | None) -> str | None:
+    """The default model among ``names``: the configured one if present; unconfigured: the only model, the
+    ImageNet default, or the first by name. The service applies it to the loaded models, the batch command to the
+    models folder."""
+    if configured:
+        return configured if configured in names else None
+    if not names:
+        return None
+    if len(names) == 1:
+        return next(iter(names))
+    return PREFERRED_DEFAULT if PREFERRED_DEFAULT in names else min(names)
+
+
 @dataclass(frozen=True)
 class LoadFailure:
     version: int
@@ -97,15 +110,7 @@ class ModelRegistry:
 
     def default_name(self) -> str | None:
         """The configured default model if loaded; unconfigured: the only model, the ImageNet default, or the first."""
-        models = self._models
-        configured = self._settings.default_model
-        if configured:
-            return configured if configured in models else None
-        if not models:
-            return None
-        if len(models) == 1:
-            return next(iter(models))
-        return PREFERRED_DEFAULT if PREFERRED_DEFAULT in models else min(models)
+        return choose_default(self._models, self._settings.default_model)
 
     def get(self, name: str | None, version: int | None = None) -> LoadedModel:
         """The model to serve; a ``ModelLookupError`` that says what exists when it cannot be found."""

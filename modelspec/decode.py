@@ -49,6 +49,12 @@ class InvalidImageError(ImageError):
     code = "invalid_image"
 
 
+class UnreadableFileError(InvalidImageError):
+    """An image file that cannot be read at all (missing, a folder, no permission)."""
+
+    code = "unreadable_file"
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
     """What one image may cost: at most ``max_pixels``; ``draft`` allows reduced-scale JPEG decoding."""
@@ -99,13 +105,19 @@ def decode(data: bytes, prep: Preprocessing, limits: DecodeLimits = DecodeLimits
     return decode_rgb(data, limits, draft_size=prep.resize_size)
 
 
-def decode_file(path: Path, limits: DecodeLimits = DecodeLimits(), *, draft_size: int | None = None) -> Image.Image:
-    """``decode_rgb`` of a file's bytes; an unreadable file is an ``InvalidImageError`` naming it."""
+def read_file(path: Path) -> bytes:
+    """A file's bytes; an ``UnreadableFileError`` naming it when it cannot be read."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise InvalidImageError(f"cannot read {path} ({exc.strerror or exc})") from exc
-    return decode_rgb(data, limits, draft_size=draft_size)
+        raise UnreadableFileError(
+            f"cannot read {path} ({exc.strerror or exc}); check the path and its permissions"
+        ) from exc
+
+
+def decode_file(path: Path, limits: DecodeLimits = DecodeLimits(), *, draft_size: int | None = None) -> Image.Image:
+    """``decode_rgb`` of a file's bytes; an unreadable file is an ``UnreadableFileError`` naming it."""
+    return decode_rgb(read_file(path), limits, draft_size=draft_size)
 
 
 def load_input(data: bytes, prep: Preprocessing, limits: DecodeLimits = DecodeLimits()) -> Float32Array:

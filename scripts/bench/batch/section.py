@@ -1,0 +1,95 @@
+"""The "## Batch" section of BENCHMARKS.md, from one run's numbers."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from app.config import Settings
+from scripts.bench.batch.measure import Round
+from scripts.bench.machine import Machine
+
+HEADING = "## Batch"
+TARGET = 0.95
+
+
+@dataclass
+class Report:
+    started: str
+    machine: Machine
+    software: dict[str, str]
+    settings: Settings
+    model: str
+    backend: str
+    images: int
+    variants: int
+    image_kib: float
+    decode_ms: float  # decode + preprocess of the batch images, mean
+    reference_decode_ms: float  # of make bench's test image
+    arrangement: str
+    batch: int
+    in_process_seconds: float
+    command: str
+    rounds: list[Round]
+    uptime_before: str
+    uptime_after: str
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(r.ratio for r in self.rounds)
+
+
+def render(report: Report) -> str:
+    settings = report.settings
+    versions = ", ".join(f"{k} {v}" for k, v in report.software.items())
+    lines = [
+        HEADING,
+        "",
+        f"Measured by `make bench-batch` (`python -m scripts.bench.batch`) on {report.started}, everything below in "
+        "one run.",
+        "",
+        f"- Machine: {report.machine.cpu}, {report.machine.cores} cores available to the process, shared with "
+        f"other work: `{report.uptime_before}` before, `{report.uptime_after}` after. Compare the numbers of one "
+        "round with each other, as ratios.",
+        f"- Software: {versions}.",
+        f"- Model: `{report.model}` on {report.backend}; the service's default sizing: "
+        f"{settings.resolved_decode_threads()} decode threads, {settings.resolved_intra_op_threads()} intra-op "
+        f"threads, {settings.resolved_inference_workers('onnx')} inference workers, batches of "
+        f"{settings.max_batch_size}.",
+        f"- Images: {report.images:,} JPEG files of 640x480 in a temporary folder ({report.variants} different crops "
+        f"of scikit-image's sample photos, mirrored or not, quality 80-95, {report.image_kib:.0f} KiB on average); "
+        f"decode + preprocess {report.decode_ms:.2f} ms each on average, against {report.reference_decode_ms:.2f} "
+        "ms for the image of the in-process limit (`chelsea`, 640x480, quality 90).",
+        f"- Batch command: `{report.command}` in a subprocess, as a user runs it. Its img/s is the one its summary "
+        "prints (from the model loaded to the last row on disk); wall time includes the start-up (Python, the "
+        "model's load and warm-up). CPU ms/img is the subprocess's CPU time, start-up included, per image.",
+        f"- In-process limit: `make bench`'s best arrangement, {report.arrangement}, batch {report.batch}, "
+        f"{report.in_process_seconds:g} s right before and right after each batch run (the limit of a round is "
+        "their mean).",
+        "",
+        "| round | in-process img/s (before / after) | batch command img/s | batch / in-process | "
+        "in-process CPU ms/img | batch CPU ms/img | batch wall s | load 1m |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, r in enumerate(report.rounds, 1):
+        lines.append(
+            f"| {i} | {r.limit:.1f} ({r.before.images_per_second:.1f} / {r.after.images_per_second:.1f}) | "
+            f"{r.batch.images_per_second:.1f} | {r.ratio:.0%} | {r.limit_cpu_ms:.2f} | "
+            f"{r.batch.cpu_ms_per_image:.2f} | {r.batch.wall_seconds:.1f} | {r.load:.2f} |"
+        )
+    cpu = statistics.median(r.limit_cpu_ms / r.batch.cpu_ms_per_image for r in report.rounds)
+    verdict = "met" if report.ratio >= TARGET else "not met"
+    last = report.rounds[-1].batch.summary
+    lines += [
+        "",
+        f"**The batch command runs at {report.ratio:.0%} of the in-process limit** (median of {len(report.rounds)} "
+        f"rounds; target >= {TARGET:.0%}): {verdict}. CPU efficiency (in-process CPU ms per image / the batch "
+        f"command's, start-up included): {cpu:.0%}.",
+        "",
+        "The last round's summary:",
+        "",
+        "```",
+        last,
+        "```",
+    ]
+    return "\n".join(lines)
