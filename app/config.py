@@ -114,6 +114,17 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="Log one line per request.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Explanations (app/explain*.py)
+    explain_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Explanations that may run at once; one more is answered 429 (retry later), so explanations "
+        "cannot starve predictions.",
+    )
+    explain_max_positions: int = Field(
+        default=1024, ge=1, description="Most occlusion positions (forward passes) one explanation may ask for."
+    )
+
     def cores_per_worker(self) -> int:
         return max(1, available_cores() // self.workers)
 

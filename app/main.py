@@ -14,9 +14,10 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
-from app.api.routes import admin, health, inference, metrics, models
+from app.api.routes import admin, explain, health, inference, metrics, models
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.explain import ExplainSlots
 from app.inference import InferencePipeline
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry import ModelRegistry
@@ -34,7 +35,7 @@ async def watch_models(registry: ModelRegistry, interval: float) -> None:
             logger.exception("scanning the models folder failed; will retry")
 
 
-ROUTERS = (inference.router, models.router, health.router, admin.router, metrics.router)
+ROUTERS = (inference.router, explain.router, models.router, health.router, admin.router, metrics.router)
 
 
 def read_route_sources() -> None:
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = app_metrics
+    app.state.explain_slots = ExplainSlots(settings.explain_concurrency)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
