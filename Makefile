@@ -26,8 +26,20 @@ default-model: $(STAMP)
 run: default-model
 	IMGCLF_MODELS_DIR=$(MODELS_DIR) IMGCLF_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m app --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The browser tests (tests/browser) drive Debian's Chromium with Playwright; never a browser download.
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: chromium
+chromium:
+	@[ -x $(CHROMIUM) ] || { \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian's chromium for the browser tests (apt-get)"; \
+		{ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
+		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } || \
+		echo "could not install chromium: the browser tests will be skipped"; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -15,6 +15,7 @@ from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
 from app.api.routes import admin, explain, health, inference, metrics, models
+from app.api.web import install_web
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.explain import ExplainSlots
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Image classification: top-k labels, embeddings and model metadata over HTTP.",
         lifespan=lifespan,
+        docs_url=None,  # served by app.api.web from local copies instead of a CDN
+        redoc_url=None,
     )
     app.state.metrics = app_metrics
     app.state.explain_slots = ExplainSlots(settings.explain_concurrency)
@@ -90,4 +93,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last middleware added runs first: metrics see every response, the body limit guards the routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    install_web(app, settings)  # the page, the offline API docs, CORS (outermost)
     return app
