@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import shutil
@@ -14,9 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.explain import OcclusionGrid
+from app.explain import OcclusionGrid, explain_occlusion
 from app.explain_overlay import crop_pixels, pixel_heat
+from app.inference import InferenceFailedError, ModelReloadingError
 from app.main import create_app
+from app.metrics import Metrics
+from app.model import load_model
 from modelspec import Bundle, Preprocessing
 from modelspec.preprocess import preprocess, resize_and_crop
 from tests.app.conftest import ClientFactory, settings_for
@@ -271,3 +275,17 @@ def test_on_chelsea_the_heat_is_on_the_cats_head(
     inside, corners = head_and_corners(pixel_heat(np.asarray(answer["drops"]), grid), head)  # type: ignore[arg-type]
     assert inside > corners + 0.005, (inside, corners)
     (tmp_path / "chelsea-heatmap.png").write_bytes(base64.b64decode(answer["overlay"].split(",", 1)[1]))
+
+
+def test_a_model_unloaded_meanwhile_asks_for_a_retry(models_dir: Path) -> None:
+    """A hot reload closes the old version's backend; an explanation still running on it answers 503 (send it
+    again), not a 500. A model that fails while still loaded is a 500 that says it was logged."""
+    model = load_model(models_dir / "tiny" / "1", settings_for(models_dir), Metrics())
+    prep = model.spec.preprocessing
+    image = preprocess(Image.open(io.BytesIO(shape_png())), prep)
+    grid = OcclusionGrid.for_crop(prep.crop_size)
+    model.close()
+    with pytest.raises(ModelReloadingError):
+        asyncio.run(explain_occlusion(model, image, grid, None, still_loaded=lambda: False))
+    with pytest.raises(InferenceFailedError, match="logged"):
+        asyncio.run(explain_occlusion(model, image, grid, None, still_loaded=lambda: True))

@@ -17,6 +17,8 @@ from app.errors import APIError
 from app.explain import ExplainBusyError, ExplainError, ExplainSlots, Fill, OcclusionGrid, check_cost
 from app.explain import explain_occlusion as run_occlusion
 from app.explain_overlay import overlay_png
+from app.model import LoadedModel
+from app.registry import ModelRegistry
 from app.schemas import ErrorResponse, ExplainResponse, OcclusionGridInfo, Prediction
 from app.uploads import TooManyImagesError, read_uploads
 
@@ -98,7 +100,9 @@ async def _explain(
             raise TooManyImagesError(f"an explanation takes one image, not {len(uploads)}; send one at a time")
         with slots.take():  # after reading the body: a slow upload does not hold a slot
             image = await services.pipeline.decode(uploads[0], prep)
-            occlusion = await run_occlusion(services.pipeline, model, image, grid, options.class_, options.fill)
+            occlusion = await run_occlusion(
+                model, image, grid, options.class_, options.fill, still_loaded=lambda: _loaded(registry, model)
+            )
     except ExplainError as error:
         raise APIError(422, error.code, str(error)) from None
     except ExplainBusyError as error:
@@ -123,6 +127,10 @@ async def _explain(
         forward_passes=1 + grid.positions,
         overlay=f"data:image/png;base64,{base64.b64encode(png).decode()}" if png is not None else None,
     )
+
+
+def _loaded(registry: ModelRegistry, model: LoadedModel) -> bool:
+    return registry.snapshot.get(model.name, {}).get(model.version) is model
 
 
 def grid_info(grid: OcclusionGrid, fill: Fill) -> OcclusionGridInfo:
