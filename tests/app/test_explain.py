@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 import shutil
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.explain import OcclusionGrid, explain_occlusion
+from app.explain import BACKGROUND_NICENESS, ExplainSlots, OcclusionGrid, explain_occlusion
 from app.explain_overlay import crop_pixels, pixel_heat
 from app.inference import InferenceFailedError, ModelReloadingError
 from app.main import create_app
@@ -289,3 +292,16 @@ def test_a_model_unloaded_meanwhile_asks_for_a_retry(models_dir: Path) -> None:
         asyncio.run(explain_occlusion(model, image, grid, None, still_loaded=lambda: False))
     with pytest.raises(InferenceFailedError, match="logged"):
         asyncio.run(explain_occlusion(model, image, grid, None, still_loaded=lambda: True))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+def test_explanations_run_at_a_lower_cpu_priority_than_predictions() -> None:
+    slots = ExplainSlots(1)
+
+    def own_niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    service = own_niceness()
+    assert slots.executor.submit(own_niceness).result() == min(19, service + BACKGROUND_NICENESS)
+    assert own_niceness() == service  # the service's own threads keep theirs
+    slots.executor.shutdown()

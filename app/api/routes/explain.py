@@ -101,18 +101,23 @@ async def _explain(
         with slots.take():  # after reading the body: a slow upload does not hold a slot
             image = await services.pipeline.decode(uploads[0], prep)
             occlusion = await run_occlusion(
-                model, image, grid, options.class_, options.fill, still_loaded=lambda: _loaded(registry, model)
+                model,
+                image,
+                grid,
+                options.class_,
+                options.fill,
+                still_loaded=lambda: _loaded(registry, model),
+                executor=slots.executor,
             )
     except ExplainError as error:
         raise APIError(422, error.code, str(error)) from None
     except ExplainBusyError as error:
         raise APIError(429, error.code, str(error), {"Retry-After": RETRY_AFTER_S}) from None
     png_only = wants_png(request)
-    png = (
-        await asyncio.to_thread(overlay_png, image, prep, occlusion.drops, grid)
-        if options.overlay or png_only
-        else None
-    )
+    png = None
+    if options.overlay or png_only:  # drawing it is background work too
+        loop = asyncio.get_running_loop()
+        png = await loop.run_in_executor(slots.executor, overlay_png, image, prep, occlusion.drops, grid)
     if png is not None and png_only:
         return Response(png, media_type="image/png")
     labels = model.spec.labels
