@@ -102,3 +102,9 @@ bench: default-model
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
 	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-explain
+
+# What one explanation costs, and /v1/predict's p50 with and without one running: BENCHMARKS.md ("## Explanations").
+.PHONY: bench-explain
+bench-explain: default-model
+	$(PY) -m scripts.bench.explain --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL)
