@@ -123,7 +123,9 @@ def check_cost(grid: OcclusionGrid, max_positions: int) -> None:
         )
 
 
-def resolve_class(name_or_index: str | None, labels: Sequence[str], default: int) -> int:
+def resolve_class(
+    name_or_index: str | None, labels: Sequence[str], default: int, *, listed_by: str = "GET /v1/models/{name}"
+) -> int:
     """A class given by its label, else by its index; ``default`` (the top-1) when none is given."""
     if name_or_index is None or name_or_index == "":
         return default
@@ -136,7 +138,7 @@ def resolve_class(name_or_index: str | None, labels: Sequence[str], default: int
         raise ExplainError(f"class: index {index} is out of range; this model has {len(labels)} classes (0-based)")
     raise ExplainError(
         f"class: {name_or_index!r} is not one of this model's labels; give a label or an index (the labels are "
-        "listed by GET /v1/models/{name})"
+        f"listed by {listed_by})"
     )
 
 
@@ -194,7 +196,9 @@ async def explain_occlusion(
     cover = fill_value(fill, model.spec.preprocessing)
     # The whole image first: the default class is its top-1.
     probabilities = (await _probabilities(model, image[None], still_loaded, executor))[0]
-    class_index = resolve_class(class_name_or_index, model.spec.labels, int(np.argmax(probabilities)))
+    top1 = int(np.argmax(probabilities))
+    listed_by = f"GET /v1/models/{model.name}"
+    class_index = resolve_class(class_name_or_index, model.spec.labels, top1, listed_by=listed_by)
     occluded_scores = np.empty(len(windows), dtype=np.float64)
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
