@@ -104,8 +104,10 @@ def live_server(
                 process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium, per test module: Playwright's sync API keeps its event loop marked as running in this thread while
+    it is started, which would break ``asyncio.run`` in the tests that follow, so it is stopped after each module."""
     if not CHROMIUM.exists():
         pytest.skip(
             f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package with apt-get "
