@@ -203,3 +203,31 @@ def test_usable_on_a_phone_sized_screen(phone: BrowserPage, chelsea_jpg: Path) -
     assert box is not None and box["x"] + box["width"] <= 390 and box["height"] >= 32  # on screen, big enough to tap
     phone.screenshot("phone")
     phone.log.assert_clean()
+
+
+def test_drop_and_paste(desktop: BrowserPage, chelsea_jpg: Path) -> None:
+    """A file dropped on the drop zone and an image pasted into the page are classified like a picked one."""
+    data = base64.b64encode(chelsea_jpg.read_bytes()).decode()
+    page = desktop.page
+    load(desktop)
+    page.evaluate(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const file = (name) => new File([bytes], name, {type: "image/jpeg"});
+            const dropped = new DataTransfer();
+            dropped.items.add(file("dropped.jpg"));
+            const zone = document.getElementById("dropzone");
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dropped, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dropped, bubbles: true, cancelable: true}));
+            const pasted = new DataTransfer();
+            pasted.items.add(file("pasted.jpg"));
+            const paste = {clipboardData: pasted, bubbles: true, cancelable: true};
+            document.dispatchEvent(new ClipboardEvent("paste", paste));
+        }""",
+        data,
+    )
+    page.wait_for_function("document.querySelectorAll('.result .bar').length === 10")
+    for name in ("dropped.jpg", "pasted.jpg"):
+        result = page.locator(".result", has_text=name)
+        assert result.locator(".bar .label").first.inner_text() in CAT_CLASSES
+    desktop.log.assert_clean()
