@@ -305,3 +305,12 @@ def test_explanations_run_at_a_lower_cpu_priority_than_predictions() -> None:
     assert slots.executor.submit(own_niceness).result() == min(19, service + BACKGROUND_NICENESS)
     assert own_niceness() == service  # the service's own threads keep theirs
     slots.executor.shutdown()
+
+
+def test_the_torch_backend_explains_alike(make_client: ClientFactory) -> None:
+    """The occluded copies run on whichever backend serves the model: PyTorch (here on the CPU) gives the drops
+    ONNX Runtime gives."""
+    onnx = explain(make_client(), shape_png(), **{"patch": 8, "stride": 8})
+    torch = explain(make_client(backend="torch"), shape_png(), **{"patch": 8, "stride": 8})
+    assert torch["target"]["index"] == onnx["target"]["index"]
+    assert np.allclose(torch["drops"], onnx["drops"], atol=1e-4)
