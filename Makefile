@@ -26,8 +26,20 @@ default-model: $(STAMP)
 run: default-model
 	IMGCLF_MODELS_DIR=$(MODELS_DIR) IMGCLF_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m app --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The browser tests (tests/browser) drive Debian's Chromium with Playwright; never a browser download.
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: chromium
+chromium:
+	@[ -x $(CHROMIUM) ] || { \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian's chromium for the browser tests (apt-get)"; \
+		{ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
+		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } || \
+		echo "could not install chromium: the browser tests will be skipped"; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -90,6 +102,7 @@ bench: default-model
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
 	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-explain
 
 # The batch command's benchmark (about 5 minutes on an idle 2-core machine, much longer on a busy one): python -m
 # app.batch over 10,000 generated photos against the in-process limit, alternating; writes "## Batch" of BENCHMARKS.md.
@@ -97,3 +110,8 @@ BENCH_BATCH_ARGS ?=
 .PHONY: bench-batch
 bench-batch: default-model
 	$(PY) -m scripts.bench.batch --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_BATCH_ARGS)
+
+# What one explanation costs, and /v1/predict's p50 with and without one running: BENCHMARKS.md ("## Explanations").
+.PHONY: bench-explain
+bench-explain: default-model
+	$(PY) -m scripts.bench.explain --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL)

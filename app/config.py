@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -113,6 +113,30 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(default=True, description="Log one line per request.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # The web page and explanations (app/static, app/explain*.py)
+    ui: bool = Field(default=True, description="Serve the web page at / (try a model, see its card); false: 404.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (comma-separated, e.g. https://a.example,https://b.example) whose pages may call the "
+        "API from a browser (CORS); empty: none.",
+    )
+    explain_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Explanations that may run at once; one more is answered 429 (retry later), so explanations "
+        "cannot starve predictions.",
+    )
+    explain_max_positions: int = Field(
+        default=1024, ge=1, description="Most occlusion positions (forward passes) one explanation may ask for."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     def cores_per_worker(self) -> int:
         return max(1, available_cores() // self.workers)

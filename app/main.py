@@ -14,10 +14,12 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
-from app.api.routes import admin, health, inference, metrics, models, v2, v2_infer
+from app.api.routes import admin, explain, health, inference, metrics, models, v2, v2_infer
 from app.api.v2_errors import V2ErrorShapeMiddleware
+from app.api.web import install_web
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.explain import ExplainSlots
 from app.inference import InferencePipeline
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry import ModelRegistry
@@ -35,7 +37,16 @@ async def watch_models(registry: ModelRegistry, interval: float) -> None:
             logger.exception("scanning the models folder failed; will retry")
 
 
-ROUTERS = (inference.router, models.router, health.router, admin.router, metrics.router, v2.router, v2_infer.router)
+ROUTERS = (
+    inference.router,
+    explain.router,
+    models.router,
+    health.router,
+    admin.router,
+    metrics.router,
+    v2.router,
+    v2_infer.router,
+)
 
 
 def read_route_sources() -> None:
@@ -81,13 +92,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Image classification: top-k labels, embeddings and model metadata over HTTP.",
         lifespan=lifespan,
+        docs_url=None,  # served by app.api.web from local copies instead of a CDN
+        redoc_url=None,
     )
     app.state.metrics = app_metrics
+    app.state.explain_slots = ExplainSlots(settings.explain_concurrency)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     # The last middleware added runs first: metrics see every response, the body limit guards the routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
-    app.add_middleware(V2ErrorShapeMiddleware)  # outermost: /v2 errors in the protocol's shape, whoever answered
+    app.add_middleware(V2ErrorShapeMiddleware)  # /v2 errors in the protocol's shape, whoever answered
+    install_web(app, settings)  # the page, the offline API docs, CORS (outermost)
     return app

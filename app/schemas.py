@@ -112,3 +112,35 @@ class ReloadReport(BaseModel):
     loaded: list[ModelRef]
     unloaded: list[ModelRef]
     failed: list[FailedLoad]
+
+
+class OcclusionGridInfo(BaseModel):
+    """Where the grey window was put: ``rows`` x ``cols`` positions over the ``crop_size`` square the model saw."""
+
+    rows: int
+    cols: int
+    patch: int = Field(description="Side of the grey window, in crop pixels.")
+    stride: int = Field(description="Step between windows, in crop pixels.")
+    crop_size: int = Field(description="Side of the centre crop the model saw (preprocessing.crop_size).")
+    offsets: list[int] = Field(
+        description="Where the windows of each row (and column) start, in crop pixels; the last is aligned with "
+        "the far edge so that every pixel is covered."
+    )
+    fill: str = Field(description="The occluder: mean (grey), black or white.")
+
+
+class ExplainResponse(BaseModel):
+    model: ModelRef
+    file: str | None = Field(description="The multipart file name, if any.")
+    method: str = Field(description="occlusion (Zeiler & Fergus, arXiv:1311.2901).")
+    target: Prediction = Field(description="The class explained and its probability on the whole image.")
+    predictions: list[Prediction] = Field(description="The whole image's top-k, best first.")
+    grid: OcclusionGridInfo
+    drops: list[list[float]] = Field(
+        description="rows x cols: the class's probability minus its probability with that window greyed out. "
+        "Large where the model relied on that part of the image; negative where hiding it made the class likelier."
+    )
+    forward_passes: int = Field(description="Images run through the model: the whole one and each occluded copy.")
+    overlay: str | None = Field(
+        default=None, description="With overlay=true: the heatmap over the crop, as a data:image/png;base64 URL."
+    )

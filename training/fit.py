@@ -136,6 +136,10 @@ def _export(context: RunContext, outcome: TrainingOutcome, metrics: dict[str, An
 
     config, data, built = context.config, context.data, context.built
     spec_metrics = copy.deepcopy(metrics)
+    # The per-epoch curves travel with the model, so its card can draw them (the service never reads the run folder).
+    spec_metrics["history"] = [
+        {key: row[key] for key in report.HISTORY_FIELDS if key in row} for row in outcome.history
+    ]
     if len(data.classes) > MAX_CLASSES_IN_SPEC_MATRIX:  # keep model.json small; the run folder has the matrix
         for split in ("val", "test"):
             spec_metrics.get(split, {}).pop("confusion_matrix", None)
