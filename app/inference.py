@@ -141,7 +141,7 @@ class InferencePipeline:
         """One image decoded and preprocessed on the pipeline's pool, for a caller that changes it before running
         it (an explanation); raises ``ImageError``."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._timed_decode, upload.data, prep)
+        return await loop.run_in_executor(self._pool, self._timed_decode, upload, prep)
 
     async def _run_on(self, model: LoadedModel, inputs: Sequence[ModelInput]) -> list[ImageOutcome]:
         filenames = [item.filename if isinstance(item, Upload | ImageFile) else None for item in inputs]
