@@ -108,16 +108,17 @@ def decide(
         f"a linear probe on the frozen pretrained features scored {pretrained:.1%} on the validation images "
         f"(random-init features {random_init:.1%}, chance {chance:.1%})"
     )
-    if similar:
+    if similar and skill >= NEAR_PERFECT_SKILL:
+        closeness = "the pretrained features separate the classes almost perfectly (similar)"
+    elif similar:
         closeness = (
-            "they separate the classes almost perfectly"
-            if skill >= NEAR_PERFECT_SKILL
-            else f"they make {ratio:.0%} of the random features' errors (at most {ERROR_RATIO_SIMILAR:.0%}: similar)"
+            f"pretraining cuts the errors to {ratio:.0%} of the random-init features' (at most "
+            f"{ERROR_RATIO_SIMILAR:.0%}: similar)"
         )
     else:
         closeness = (
-            f"they make {ratio:.0%} of the random features' errors (more than {ERROR_RATIO_SIMILAR:.0%}: dissimilar, "
-            "pretraining adds little)"
+            f"pretraining does not halve the random-init features' errors ({ratio:.0%} of them: dissimilar, the "
+            "backbone's ImageNet knowledge adds little here)"
         )
     return mode, small, similar, f"{size}; {probe}: {closeness}. So: {why}."
 

@@ -191,7 +191,7 @@ def write(result: RangeTest, run_dir: Path) -> Path:
     axes.set_ylim(min(result.losses) * 0.9, top * 1.1)
     axes.set(xlabel="learning rate (log scale)", ylabel="training loss",
              title=f"LR range test: {result.phase}, {result.steps} steps")  # fmt: skip
-    axes.grid(alpha=0.3, which="both")
+    axes.grid(alpha=0.3)
     axes.legend()
     plot = run_dir / PLOT_FILE
     report.atomic_write(plot, lambda path: figure.savefig(path, dpi=80, format="png"))
