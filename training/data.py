@@ -167,7 +167,8 @@ def load_rgb(path: Path, draft_size: int | None = None) -> Image.Image:
     """Decode the way the service does (``modelspec.decode``).
 
     ``draft_size`` lets a JPEG decode at a reduced DCT scale whose sides stay at least that large (8x faster on
-    phone photos); training uses it, evaluation decodes at full scale.
+    phone photos): the service does so by default (``IMGCLF_DRAFT_DECODE``) with the resize size, and so do
+    training and evaluation (``eval_dataset``); without it the image decodes at full scale.
     """
     limits = TRAINING_LIMITS if draft_size is not None else EVALUATION_LIMITS
     return decode_file(path, limits, draft_size=draft_size)
@@ -204,7 +205,9 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 def eval_dataset(samples: Sequence[Sample], prep: Preprocessing) -> ImageDataset:
-    return ImageDataset(samples, EvalTransform(prep))
+    """The images as the service reads them with its default settings: ``modelspec.load_input``'s decoding (large
+    JPEGs at reduced DCT scale, down to the resize size) and preprocessing."""
+    return ImageDataset(samples, EvalTransform(prep), draft_size=prep.resize_size)
 
 
 class LightAugment:
