@@ -94,7 +94,9 @@ def find_lr(config: FitConfig, **options: Any) -> FindLRResult:
     device = distributed.resolve_device(config.device, dist)
     distributed.init_process_group(dist, device)
     try:
-        context = decide_mode(prepare_run(config, None, dist, device))
+        context = prepare_run(config, None, dist, device)
+        _log_start(context)
+        context = decide_mode(context)
         test = lr_finder.find(Trainer(context), **options)
         plot = lr_finder.write(test, context.run_dir) if dist.is_main else None
         choice = context.choices.get("mode_auto")

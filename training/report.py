@@ -228,11 +228,11 @@ def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
 def lr_finder_sentence(found: dict[str, Any]) -> str:
     """The range test's result in words (``lr_finder.RangeTest.summary()``)."""
     low, high = found["lr_range"]
+    cached = " on cached features" if found["cached_features"] else ""
     return (
-        f"the learning-rate range test ({found['steps']} steps from {low:.0e} to {high:.2g} on the {found['phase']} "
-        f"phase{', cached features' if found['cached_features'] else ''}; {found['stop']}) suggested "
-        f"{found['suggestion']:.3g}, the middle of the longest fall of the smoothed loss (lowest loss at "
-        f"{found['min_loss_lr']:.3g}); plot: {found['plot']}"
+        f"the learning-rate range test on the {found['phase']} phase{cached} ({found['steps']} steps, lr from "
+        f"{low:.0e} up to {high:.2g}; stopped: {found['stop']}) found the smoothed loss lowest at "
+        f"{found['min_loss_lr']:.3g} and suggested a tenth of that, {found['suggestion']:.3g}; plot: {found['plot']}"
     )
 
 
