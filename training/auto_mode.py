@@ -117,8 +117,8 @@ def decide(
         )
     else:
         closeness = (
-            f"pretraining does not halve the random-init features' errors ({ratio:.0%} of them: dissimilar, the "
-            "backbone's ImageNet knowledge adds little here)"
+            f"pretraining leaves {ratio:.0%} of the random-init features' errors (more than "
+            f"{ERROR_RATIO_SIMILAR:.0%}: dissimilar; the pretrained features alone do not tell the classes apart)"
         )
     return mode, small, similar, f"{size}; {probe}: {closeness}. So: {why}."
 
