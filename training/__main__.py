@@ -1,3 +1,3 @@
-from training.cli import main
+from training.cli import run
 
-raise SystemExit(main())
+run()

@@ -6,6 +6,7 @@ User errors (bad flags, data or weights) print one line starting with ``error:``
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -50,6 +51,26 @@ def _fit(args: argparse.Namespace) -> int:
     if result.report:  # rank 0 only
         print(result.report)
         print(result.bundle.path if result.bundle else result.run_dir)
+    return 0
+
+
+def _find_lr(args: argparse.Namespace) -> int:
+    from training.config import FIELDS, build_config, read_config_file
+    from training.fit import find_lr
+    from training.report import lr_finder_sentence
+
+    flags = {key: value for key, value in vars(args).items() if key in FIELDS}
+    file_values = read_config_file(Path(args.config)) if args.config else {}
+    config = build_config(file_values, flags)
+    result = find_lr(config, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    if result.plot is None:  # ranks other than 0
+        return 0
+    if result.mode_note:
+        print(result.mode_note)
+    test = result.test
+    print(lr_finder_sentence({**test.summary(), "plot": str(result.plot)}))
+    print(f"suggested learning rate: {test.suggestion:.3g}")
+    print(f"use it: python -m training fit ... --lr {test.suggestion:.3g} (or let fit choose: --lr auto)")
     return 0
 
 
@@ -124,7 +145,11 @@ FIT_OPTIONS: dict[str, list[tuple[str, ...]]] = {
         ("--val-fraction", "share of --data held out for validation"),
         ("--test-data", "held-out folder, scored once at the end", "DIR"),
         ("--augment", "training augmentation preset"),
-        ("--hflip", "random horizontal flips with light/standard (off for digits, text)"),
+        ("--hflip", "random horizontal flips with the augmentation presets (off for digits, text)"),
+        ("--mixup", "MixUp alpha, e.g. 0.2 (0: off); soft-target loss", "ALPHA"),
+        ("--cutmix", "CutMix alpha, e.g. 1.0 (0: off); with --mixup each batch gets one of the two", "ALPHA"),
+        ("--class-weights", "auto: weight the loss by inverse class frequency (unbalanced classes)"),
+        ("--balanced-sampling", "draw every class equally often in each epoch (unbalanced classes)"),
         ("--seed", "seed for the split, initialisation and shuffling"),
     ],
     "network": [
@@ -137,7 +162,7 @@ FIT_OPTIONS: dict[str, list[tuple[str, ...]]] = {
         ("--batch-norm", "batch norm in LeNet-5; VGG's _bn variants"),
     ],
     "transfer learning": [
-        ("--mode", "what trains"),
+        ("--mode", "what trains; auto: chosen from images per class and a linear probe of the frozen features"),
         ("--unfreeze", "partial / two-phase: unfreeze the last N stages (partial default: 1; two-phase: all)", "N"),
         ("--head-epochs", "two-phase: epochs that train the head only", "K"),
         ("--finetune-lr-scale", "two-phase: lr factor after unfreezing"),
@@ -145,7 +170,7 @@ FIT_OPTIONS: dict[str, list[tuple[str, ...]]] = {
     ],
     "optimisation": [
         ("--optimizer", ""),
-        ("--lr", "base learning rate"),
+        ("--lr", "base learning rate; auto: the learning-rate range test chooses it (see find-lr)"),
         ("--momentum", "sgd (default 0.9) and rmsprop (default 0)"),
         ("--nesterov", "Nesterov momentum (sgd)"),
         ("--weight-decay", "L2 (decoupled for adamw); not on biases and norms"),
@@ -168,12 +193,14 @@ FIT_OPTIONS: dict[str, list[tuple[str, ...]]] = {
         ("--device", ""),
         ("--amp", "mixed precision on CUDA"),
         ("--channels-last", "channels-last memory format"),
+        ("--cache-features", "frozen phases without augmentation train the head on cached backbone outputs"),
     ],
     "output": [
         ("--models-dir", "where bundles go", "DIR"),
         ("--name", "model name (default: from the data folder)"),
         ("--run-dir", "history, curves, checkpoints (default: runs/<name>-<time>)", "DIR"),
         ("--export", "export a bundle at the end"),
+        ("--tensorboard", "write TensorBoard event logs to RUN_DIR/tensorboard"),
         ("--quiet", "no progress bars (for logs)"),
     ],
 }
@@ -197,14 +224,44 @@ def _add_fit_option(group: argparse._ArgumentGroup, flag: str, help_text: str, m
 
 
 def _argument_kind(annotation: Any) -> dict[str, Any]:
-    """argparse's ``type``, ``choices`` or ``action`` for a ``FitConfig`` field (``X | None`` counts as ``X``)."""
+    """argparse's ``type``, ``choices`` or ``action`` for a ``FitConfig`` field (``X | None`` counts as ``X``;
+    ``number | Literal[words]`` takes either)."""
     if get_origin(annotation) in (Union, UnionType):
-        (annotation,) = (arg for arg in get_args(annotation) if arg is not type(None))
+        options = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if all(get_origin(option) is Literal for option in options):  # Literal[a, b] | Literal[c]
+            return {"choices": [word for option in options for word in get_args(option)]}
+        if len(options) > 1:
+            return {"type": _word_or_number(options)}
+        (annotation,) = options
     if get_origin(annotation) is Literal:
         return {"choices": list(get_args(annotation))}
     if annotation is bool:
         return {"action": argparse.BooleanOptionalAction}
     return {} if annotation is str else {"type": annotation}
+
+
+def _word_or_number(options: list[Any]) -> Callable[[str], str | float]:
+    """A parser for ``float | Literal["auto"]`` and the like: one of the words, else a number."""
+    words = [word for option in options if get_origin(option) is Literal for word in get_args(option)]
+    numbers = [option for option in options if get_origin(option) is not Literal]
+    kind = get_args(numbers[0])[0] if get_origin(numbers[0]) is not None else numbers[0]  # Annotated[float, ...]
+
+    def parse(text: str) -> str | float:
+        if text in words:
+            return text
+        number: float = kind(text)
+        return number
+
+    parse.__name__ = f"{kind.__name__} or {' / '.join(words)}"  # what argparse names in its error message
+    return parse
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="YAML file of fit options")
+    for title, options in FIT_OPTIONS.items():
+        group = parser.add_argument_group(title)
+        for flag, help_text, *metavar in options:
+            _add_fit_option(group, flag, help_text, metavar[0] if metavar else None)
 
 
 def _add_fit_parser(commands: Any) -> None:
@@ -214,13 +271,26 @@ def _add_fit_parser(commands: Any) -> None:
         description="Fine-tune a backbone on an ImageFolder tree and export a bundle. Flags "
         "override --config (YAML, same names with - or _).",
     )
-    fit.add_argument("--config", default=None, help="YAML file of fit options")
     fit.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its folder")
     fit.set_defaults(handler=_fit)
-    for title, options in FIT_OPTIONS.items():
-        group = fit.add_argument_group(title)
-        for flag, help_text, *metavar in options:
-            _add_fit_option(group, flag, help_text, metavar[0] if metavar else None)
+    _add_fit_options(fit)
+
+
+def _add_find_lr_parser(commands: Any) -> None:
+    finder = commands.add_parser(
+        "find-lr",
+        help="the learning-rate range test: plot the loss against the learning rate, suggest one",
+        description="The learning-rate range test (Smith 2015, fastai's lr_find) on the first phase of the run that "
+        "`fit` with the same options would train: the learning rate grows exponentially over a few hundred steps, "
+        "the smoothed loss is recorded until it diverges, the weights are restored. Writes lr_find.png and "
+        "lr_find.json to the run folder and prints the suggestion.",
+    )
+    range_test = finder.add_argument_group("range test")
+    range_test.add_argument("--start-lr", type=float, default=1e-7, help="(default: %(default)s)")
+    range_test.add_argument("--end-lr", type=float, default=10.0, help="(default: %(default)s)")
+    range_test.add_argument("--steps", type=int, default=200, help="at most this many steps (default: %(default)s)")
+    finder.set_defaults(handler=_find_lr)
+    _add_fit_options(finder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=_prepare)
 
     _add_fit_parser(commands)
+    _add_find_lr_parser(commands)
 
     evaluate = commands.add_parser("evaluate", help="score a bundle on an image folder")
     evaluate.add_argument("bundle", help="models/<name>/<version>, or models/<name> for its latest version")
@@ -280,3 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `... | head`: the reader left; say nothing more (as the Python docs advise)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def run() -> None:
+    """The process entry point (``python -m training``, ``imgclf-train``): ``main``, then exit.
+
+    Before exiting, the objects that exist are exempted from the garbage collections of interpreter shutdown, which
+    take seconds once torch, torchvision and timm are imported (measured: 4-5 s, 0.9 s with this); the operating
+    system frees the memory. Only here, not in ``main``, which tests call many times in one process."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,7 +19,8 @@ from training.errors import ConfigError
 TransferMode = Literal["feature-extractor", "fine-tune", "partial", "two-phase"]
 OptimizerName = Literal["sgd", "rmsprop", "adam", "adamw"]
 ScheduleName = Literal["constant", "linear", "step", "cosine"]
-AugmentPreset = Literal["none", "light", "standard"]
+AugmentPreset = Literal["none", "light", "standard", "trivialaugment", "randaugment"]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 
 class FitConfig(BaseModel):
@@ -34,6 +35,10 @@ class FitConfig(BaseModel):
     test_data: Path | None = Field(default=None, description="Held-out folder evaluated once, at the end.")
     augment: AugmentPreset = "light"
     hflip: bool = Field(default=True, description="Random horizontal flips (turn off for digits and text).")
+    mixup: float = Field(default=0.0, ge=0.0, description="MixUp alpha (0: off): batches of mixed image pairs.")
+    cutmix: float = Field(default=0.0, ge=0.0, description="CutMix alpha (0: off): patches pasted between images.")
+    class_weights: Literal["none", "auto"] = Field(default="none", description="auto: inverse-frequency loss.")
+    balanced_sampling: bool = Field(default=False, description="Draw every class equally often per epoch.")
     seed: int = 0
 
     # Network
@@ -46,7 +51,7 @@ class FitConfig(BaseModel):
     batch_norm: bool | None = Field(default=None, description="LeNet-5's batch_norm; VGG's _bn variants.")
 
     # Transfer learning
-    mode: TransferMode = "fine-tune"
+    mode: TransferMode | Literal["auto"] = "fine-tune"
     unfreeze: int | None = Field(default=None, ge=1, description="partial/two-phase: the last N stages.")
     head_epochs: int = Field(default=1, ge=1, description="two-phase: epochs with the backbone frozen.")
     finetune_lr_scale: float = Field(default=0.1, gt=0.0, description="two-phase: lr factor once unfrozen.")
@@ -54,7 +59,7 @@ class FitConfig(BaseModel):
 
     # Optimisation
     optimizer: OptimizerName = "adamw"
-    lr: float = Field(default=1e-3, gt=0.0)
+    lr: PositiveFloat | Literal["auto"] = Field(default=1e-3, description="auto: the LR range test chooses.")
     momentum: float | None = Field(default=None, ge=0.0, lt=1.0, description="sgd: default 0.9; rmsprop: 0.")
     nesterov: bool = False
     weight_decay: float = Field(default=1e-4, ge=0.0)
@@ -77,19 +82,21 @@ class FitConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(default=False, description="CUDA mixed precision (bf16 where supported, else fp16).")
     channels_last: bool = False
+    cache_features: bool = Field(default=True, description="Frozen phases train on cached backbone outputs.")
 
     # Outputs
     models_dir: Path = Path("models")
     name: str | None = Field(default=None, description="Model name; default: from the data folder.")
     run_dir: Path | None = Field(default=None, description="Logs and checkpoints; default: runs/<name>-<time>.")
     export: bool = True
+    tensorboard: bool = Field(default=False, description="TensorBoard event logs in <run_dir>/tensorboard.")
     quiet: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> FitConfig:
         if self.mode == "two-phase" and self.head_epochs >= self.epochs:
             raise ValueError(f"two-phase needs epochs ({self.epochs}) > head_epochs ({self.head_epochs})")
-        if self.mode in ("feature-extractor", "fine-tune") and self.unfreeze is not None:
+        if self.mode in ("feature-extractor", "fine-tune", "auto") and self.unfreeze is not None:
             raise ValueError(f"unfreeze applies to the partial and two-phase modes, not {self.mode}")
         if self.weights is not None and self.pretrained == "none":
             raise ValueError("weights and pretrained=none contradict each other; drop one")
@@ -97,7 +104,23 @@ class FitConfig(BaseModel):
             raise ValueError("nesterov needs the sgd optimizer with momentum > 0")
         if self.momentum is not None and self.optimizer not in ("sgd", "rmsprop"):
             raise ValueError(f"momentum applies to sgd and rmsprop; {self.optimizer} has its own (betas)")
+        if self.class_weights != "none" and self.balanced_sampling:
+            raise ValueError("class_weights and balanced_sampling both correct for unbalanced classes; choose one")
         return self
+
+    @property
+    def base_lr(self) -> float:
+        """The learning rate as a number (``lr: auto`` is replaced by the range test's choice before training)."""
+        if isinstance(self.lr, str):
+            raise ValueError("lr is still 'auto': run the learning-rate finder first (training.lr_finder)")
+        return self.lr
+
+    @property
+    def transfer_mode(self) -> TransferMode:
+        """The transfer mode (``mode: auto`` is replaced by the decision of ``training.auto_mode`` first)."""
+        if self.mode == "auto":
+            raise ValueError("mode is still 'auto': decide it first (training.auto_mode)")
+        return self.mode
 
     @property
     def model_name(self) -> str:
@@ -117,7 +140,10 @@ class FitConfig(BaseModel):
 
 FIELDS = frozenset(FitConfig.model_fields)
 # What may change when a run is resumed; everything else would make the result a different experiment.
-RESUME_OVERRIDABLE = frozenset({"epochs", "quiet", "workers", "device", "models_dir", "name", "export", "test_data"})
+RESUME_OVERRIDABLE = frozenset(
+    {"epochs", "quiet", "workers", "device", "models_dir", "name", "export", "test_data"}
+    | {"tensorboard", "cache_features"}  # how the run is watched and computed, not what it learns
+)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -162,9 +188,16 @@ def override_for_resume(saved: Mapping[str, Any], flag_values: Mapping[str, Any]
 
 
 def _describe(exc: ValidationError) -> str:
-    parts = []
+    """One clause per bad option; the members of a union (``lr: number | auto``) are joined with "or"."""
+    by_option: dict[str, list[str]] = {}
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "config"
+        loc = error["loc"]
         message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{where.replace('_', '-')}: {message}" if error["loc"] else message)
+        option = str(loc[0]).replace("_", "-") if loc else ""
+        alternatives = by_option.setdefault(option, [])
+        alternatives.append(message if not alternatives else message.removeprefix("Input should be "))
+    parts = [
+        f"{option}: {' or '.join(messages)}" if option else " or ".join(messages)
+        for option, messages in by_option.items()
+    ]
     return "invalid configuration: " + "; ".join(parts)

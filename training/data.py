@@ -8,28 +8,32 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from modelspec.decode import DEFAULT_MAX_PIXELS, DecodeLimits, decode_file
 from modelspec.preprocess import normalize, preprocess, resized_size
 from modelspec.spec import Preprocessing
 from training.config import AugmentPreset, FitConfig
 from training.errors import DataError
+from training.loop import BatchMix
 
 logger = logging.getLogger(__name__)
 
 Sample = tuple[Path, int]
 ImageTransform = Callable[[Image.Image], torch.Tensor]
+IMBALANCE_WARNING_RATIO = 3.0  # the report warns when the largest class has more than this many times the smallest
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,8 @@ def load_rgb(path: Path, draft_size: int | None = None) -> Image.Image:
     """Decode the way the service does (``modelspec.decode``).
 
     ``draft_size`` lets a JPEG decode at a reduced DCT scale whose sides stay at least that large (8x faster on
-    phone photos); training uses it, evaluation decodes at full scale.
+    phone photos): the service does so by default (``IMGCLF_DRAFT_DECODE``) with the resize size, and so do
+    training and evaluation (``eval_dataset``); without it the image decodes at full scale.
     """
     limits = TRAINING_LIMITS if draft_size is not None else EVALUATION_LIMITS
     return decode_file(path, limits, draft_size=draft_size)
@@ -200,7 +205,9 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 def eval_dataset(samples: Sequence[Sample], prep: Preprocessing) -> ImageDataset:
-    return ImageDataset(samples, EvalTransform(prep))
+    """The images as the service reads them with its default settings: ``modelspec.load_input``'s decoding (large
+    JPEGs at reduced DCT scale, down to the resize size) and preprocessing."""
+    return ImageDataset(samples, EvalTransform(prep), draft_size=prep.resize_size)
 
 
 class LightAugment:
@@ -212,6 +219,10 @@ class LightAugment:
         self.hflip = hflip
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(normalize(self.geometry(image), self.prep))
+
+    def geometry(self, image: Image.Image) -> Image.Image:
+        """The resized, randomly placed (and maybe mirrored) crop, still a PIL image."""
         prep = self.prep
         size = resized_size(image.width, image.height, prep.resize_size)
         if size != image.size:
@@ -222,7 +233,27 @@ class LightAugment:
         image = image.crop((left, top, left + prep.crop_size, top + prep.crop_size))
         if self.hflip and torch.rand(()) < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return torch.from_numpy(normalize(image, prep))
+        return image
+
+
+class PolicyAugment(LightAugment):
+    """``light``'s crop, then one of the automatic augmentation policies of torchvision v2 on the PIL image
+    (TrivialAugment: one random operation at a random strength per image; RandAugment: two at strength 9), then
+    ``modelspec``'s normalisation."""
+
+    def __init__(self, prep: Preprocessing, policy: Literal["trivialaugment", "randaugment"], *, hflip: bool) -> None:
+        super().__init__(prep, hflip=hflip)
+        from torchvision.transforms import InterpolationMode, v2
+
+        interpolation = InterpolationMode.BILINEAR
+        self.policy: Callable[[Image.Image], Image.Image] = (
+            v2.TrivialAugmentWide(interpolation=interpolation)
+            if policy == "trivialaugment"
+            else v2.RandAugment(num_ops=2, magnitude=9, interpolation=interpolation)
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(normalize(self.policy(self.geometry(image)), self.prep))
 
 
 def train_transform(prep: Preprocessing, preset: AugmentPreset, *, hflip: bool) -> ImageTransform:
@@ -231,12 +262,16 @@ def train_transform(prep: Preprocessing, preset: AugmentPreset, *, hflip: bool) 
     ``none`` is the evaluation transform itself. ``light`` resizes as evaluation does, then crops at a random
     place instead of the centre: objects keep their evaluation size and shift by a few pixels. ``standard`` is the
     Inception recipe: random crops of 25-100 % of the area at varied aspect ratios, resized to the input size, with
-    colour jitter. ``hflip`` adds mirror images to light and standard (right for photos, wrong for digits and text).
+    colour jitter. ``trivialaugment`` and ``randaugment`` add torchvision's automatic policies to ``light``'s crop
+    (rotations, shears, shifts, colour, contrast, sharpness, posterise, solarise, ...). ``hflip`` adds mirror images
+    to all but ``none`` (right for photos, wrong for digits and text).
     """
     if preset == "none":
         return EvalTransform(prep)
     if preset == "light":
         return LightAugment(prep, hflip=hflip)
+    if preset in ("trivialaugment", "randaugment"):
+        return PolicyAugment(prep, preset, hflip=hflip)
     from torchvision.transforms import InterpolationMode, v2
 
     steps: list[Callable[..., object]] = [
@@ -250,6 +285,65 @@ def train_transform(prep: Preprocessing, preset: AugmentPreset, *, hflip: bool) 
     return compose
 
 
+def batch_mix(mixup: float, cutmix: float, num_classes: int) -> BatchMix | None:
+    """MixUp (Zhang et al. 2018) and/or CutMix (Yun et al. 2019) on whole batches, from torchvision v2; with both,
+    each batch gets one of the two at random. None when both alphas are 0."""
+    if not (mixup or cutmix):
+        return None
+    from torchvision.transforms import v2
+
+    mixes: list[Callable[..., object]] = []
+    if mixup:
+        mixes.append(v2.MixUp(alpha=mixup, num_classes=num_classes))
+    if cutmix:
+        mixes.append(v2.CutMix(alpha=cutmix, num_classes=num_classes))
+    chosen = mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
+
+    def mix(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mixed, targets = chosen(images, labels)  # type: ignore[misc]
+        return mixed, targets
+
+    return mix
+
+
+def class_weights(counts: Sequence[int]) -> torch.Tensor:
+    """Inverse-frequency loss weights, ``n / (k * n_c)`` (scikit-learn's "balanced"): every class contributes the
+    same total weight to the loss, and a balanced set gets weights of 1."""
+    totals = torch.tensor(counts, dtype=torch.float32).clamp(min=1)
+    return totals.sum() / (len(counts) * totals)
+
+
+def imbalance_ratio(counts: Sequence[int]) -> float:
+    """Images in the largest class over images in the smallest (1.0: balanced)."""
+    present = [count for count in counts if count > 0]
+    return max(present) / min(present) if present else 1.0
+
+
+class BalancedSampler(Sampler[int]):
+    """Draws every class equally often: each epoch, as many indices as there are samples, with replacement, each
+    sample weighted by 1 / (its class's count). The draw comes from a generator seeded with (seed + epoch), as
+    ``DistributedSampler``'s shuffle does, so an epoch's draw depends on nothing else (a resumed run draws what it
+    would have); with several processes each takes every ``num_replicas``-th index of the same draw."""
+
+    def __init__(self, labels: Sequence[int], *, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        counts = Counter(labels)
+        self.weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.float64)
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.num_samples = math.ceil(len(labels) / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        total = self.num_samples * self.num_replicas
+        drawn = torch.multinomial(self.weights, total, replacement=True, generator=generator).tolist()
+        return iter(drawn[self.rank : total : self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 def default_workers(world_size: int = 1) -> int:
     """Loader workers per process: none with two cores or fewer per process, where a worker only competes with the
     training maths for them (measured on 2 cores: 0 workers ran at 97 % of an in-memory loop's speed, 1 worker at
@@ -260,7 +354,7 @@ def default_workers(world_size: int = 1) -> int:
 
 
 def make_loader(
-    dataset: ImageDataset,
+    dataset: Dataset[tuple[torch.Tensor, int]],
     *,
     batch_size: int,
     train: bool,
@@ -269,18 +363,22 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    balance_labels: Sequence[int] | None = None,
 ) -> DataLoader[tuple[torch.Tensor, int]]:
     """A loader whose order depends only on (seed, epoch): call ``loader.sampler.set_epoch`` every epoch.
 
     Training shards the data across processes (``DistributedSampler``, also with one process, which gives the
-    same seeded order either way); evaluation reads its whole dataset in order.
+    same seeded order either way), or, given the samples' labels in ``balance_labels``, draws classes equally
+    often (``BalancedSampler``); evaluation reads its whole dataset in order.
     """
     if train:
-        sampler: DistributedSampler[tuple[torch.Tensor, int]] = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
+        sampler: Sampler[int] = (
+            BalancedSampler(balance_labels, num_replicas=world_size, rank=rank, seed=seed)
+            if balance_labels is not None
+            else DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         )
         # Full batches only (BatchNorm needs more than one image); a small dataset keeps its one short batch.
-        drop_last = len(sampler) >= batch_size
+        drop_last = len(sampler) >= batch_size  # type: ignore[arg-type]
         return DataLoader(
             dataset,
             batch_size=batch_size,

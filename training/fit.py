@@ -7,11 +7,12 @@ One process or many (``torchrun``): every process trains on its shard; only rank
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,10 +21,15 @@ from modelspec.spec import ModelSpec, Provenance
 from training import checkpoint, distributed, report
 from training.config import FitConfig
 from training.data import Sample, eval_dataset, make_loader
+from training.errors import ConfigError
 from training.loop import predict
 from training.metrics import classification_metrics
 from training.run import RunContext, TrainingOutcome, prepare_run
 from training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from training.lr_finder import RangeTest
+    from training.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +49,97 @@ def fit(config: FitConfig, *, resume: checkpoint.Checkpoint | None = None) -> Fi
     dist = distributed.from_environment()
     device = distributed.resolve_device(config.device, dist)
     distributed.init_process_group(dist, device)
+    board: TensorBoardLog | None = None
     try:
         started = time.perf_counter()
         context = prepare_run(config, resume, dist, device)
-        trainer = Trainer(context)
+        _log_start(context)
+        if resume is not None:  # the decisions of the interrupted run stand; its configuration holds their results
+            context = dataclasses.replace(context, choices=dict(resume.state.get("choices") or {}))
+        else:
+            context = decide_mode(context)
+            context = _decide_lr(context)
+        if context.config.tensorboard and dist.is_main:
+            from training.tensorboard import TensorBoardLog
+
+            board = TensorBoardLog(context.run_dir, resume_after=resume.state["progress"]["epoch"] if resume else 0)
+        trainer = Trainer(context, board=board)
         if resume is not None:
             trainer.restore(resume)
-        _log_start(context)
         outcome = trainer.run()
         result = FitResult(context.run_dir, None, {}, "")
         if dist.is_main:
-            result = _finish(context, outcome, time.perf_counter() - started)
+            result = _finish(context, outcome, time.perf_counter() - started, board)
         distributed.barrier(dist)
         return result
     finally:
+        if board is not None:
+            board.close()
         distributed.destroy_process_group(dist)
+
+
+@dataclass
+class FindLRResult:
+    test: RangeTest
+    plot: Path | None  # rank 0 only
+    mode_note: str
+
+
+def find_lr(config: FitConfig, **options: Any) -> FindLRResult:
+    """``find-lr``: prepare the run as ``fit`` would, then the range test on its first phase; the plot and the
+    numbers go to the run folder."""
+    from training import lr_finder
+
+    dist = distributed.from_environment()
+    device = distributed.resolve_device(config.device, dist)
+    distributed.init_process_group(dist, device)
+    try:
+        context = prepare_run(config, None, dist, device)
+        _log_start(context)
+        context = decide_mode(context)
+        test = lr_finder.find(Trainer(context), **options)
+        plot = lr_finder.write(test, context.run_dir) if dist.is_main else None
+        choice = context.choices.get("mode_auto")
+        return FindLRResult(test, plot, f"--mode auto chose {choice['mode']}: {choice['reason']}" if choice else "")
+    finally:
+        distributed.destroy_process_group(dist)
+
+
+def decide_mode(context: RunContext) -> RunContext:
+    """``--mode auto``: the transfer mode chosen from the data (``training.auto_mode``), recorded in the choices."""
+    if context.config.mode != "auto":
+        return context
+    from training.auto_mode import choose_mode
+
+    choice = choose_mode(context)
+    return dataclasses.replace(
+        context,
+        config=_revalidated(context.config, mode=choice.mode),
+        choices={**context.choices, "mode_auto": choice.summary()},
+    )
+
+
+def _decide_lr(context: RunContext) -> RunContext:
+    """``--lr auto``: the range test's suggestion becomes the learning rate, recorded in the choices."""
+    if context.config.lr != "auto":
+        return context
+    from training import lr_finder
+
+    test = lr_finder.find(Trainer(context))
+    if context.dist.is_main:
+        lr_finder.write(test, context.run_dir)
+    return dataclasses.replace(
+        context,
+        config=_revalidated(context.config, lr=test.suggestion),
+        choices={**context.choices, "lr_finder": test.summary()},
+    )
+
+
+def _revalidated(config: FitConfig, **changes: Any) -> FitConfig:
+    try:
+        return FitConfig.model_validate({**config.model_dump(), **changes})
+    except ValueError as exc:
+        raise ConfigError(f"after choosing {changes}: {exc}") from exc
 
 
 def _log_start(context: RunContext) -> None:
@@ -91,7 +173,9 @@ def _log_start(context: RunContext) -> None:
     )
 
 
-def _finish(context: RunContext, outcome: TrainingOutcome, seconds: float) -> FitResult:
+def _finish(
+    context: RunContext, outcome: TrainingOutcome, seconds: float, board: TensorBoardLog | None = None
+) -> FitResult:
     """Measure the best epoch on validation (and test) data, write the figures, export the bundle, report."""
     run_dir, data = context.run_dir, context.data
     outcome.network.to(memory_format=torch.contiguous_format)
@@ -100,7 +184,7 @@ def _finish(context: RunContext, outcome: TrainingOutcome, seconds: float) -> Fi
         "epochs_trained": outcome.epochs,
         "monitor": context.config.monitor,
         "parameters": {name: {"trainable": t, "total": n} for name, (t, n) in outcome.parameters.items()},
-        "val": _evaluate_samples(context, outcome, data.val),
+        "val": _evaluate_val(context, outcome),
     }
     if data.test is not None:
         metrics["test"] = _evaluate_samples(context, outcome, list(data.test.samples))
@@ -113,10 +197,46 @@ def _finish(context: RunContext, outcome: TrainingOutcome, seconds: float) -> Fi
                 run_dir / f"confusion_{split}.png",
                 f"{context.config.model_name}: {split} confusion matrix",
             )
+    if board is not None:
+        _board_summary(board, context, outcome, metrics)
     bundle = _export(context, outcome, metrics) if context.config.export else None
     text = report.fit_report(context, outcome, metrics, bundle, seconds)
     (run_dir / "report.md").write_text(text, encoding="utf-8")
     return FitResult(run_dir, bundle, metrics, text)
+
+
+def _board_summary(
+    board: TensorBoardLog, context: RunContext, outcome: TrainingOutcome, metrics: dict[str, Any]
+) -> None:
+    """The end of the TensorBoard log: confusion matrices at the best epoch, the configuration and final scores."""
+    for split in ("val", "test"):
+        if split in metrics:
+            board.confusion(split, context.run_dir / f"confusion_{split}.png", outcome.best_epoch)
+    finals = {
+        f"hparam/{split}_{key}": float(metrics[split][key])
+        for split in ("val", "test")
+        if split in metrics
+        for key in ("accuracy", "macro_f1", "loss")
+    }
+    board.hyperparameters(_hyperparameters(context), finals)
+
+
+def _hyperparameters(context: RunContext) -> dict[str, Any]:
+    """The resolved configuration, with the choices made for the user (``mode_auto``, ``lr_finder``)."""
+    return {**context.config.hyperparameters(), **context.choices}
+
+
+def _evaluate_val(context: RunContext, outcome: TrainingOutcome) -> dict[str, Any]:
+    """The validation metrics; from the cached embeddings when the backbone that computed them never trained."""
+    if outcome.features is None:
+        return _evaluate_samples(context, outcome, context.data.val)
+    from training.features import HeadNet
+
+    head = HeadNet(outcome.network).eval()
+    with torch.no_grad():
+        logits, _ = head(outcome.features.val.to(context.device))
+    labels = outcome.features.val_labels.numpy()
+    return classification_metrics(logits.float().cpu().numpy(), labels, context.data.classes)
 
 
 def _evaluate_samples(context: RunContext, outcome: TrainingOutcome, samples: list[Sample]) -> dict[str, Any]:
@@ -143,7 +263,7 @@ def _export(context: RunContext, outcome: TrainingOutcome, metrics: dict[str, An
     if len(data.classes) > MAX_CLASSES_IN_SPEC_MATRIX:  # keep model.json small; the run folder has the matrix
         for split in ("val", "test"):
             spec_metrics.get(split, {}).pop("confusion_matrix", None)
-    hyperparameters = config.hyperparameters()
+    hyperparameters = _hyperparameters(context)
     hyperparameters["runtime"] = {
         "world_size": context.dist.world_size,
         "device": context.device.type,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from training.distributed import DistInfo, Precision, all_reduce_sum
+from training.metrics import macro_f1
 from training.optim import l1_penalty
 
 logger = logging.getLogger(__name__)
 
 Batches = DataLoader[tuple[torch.Tensor, int]]
+# A batch-level augmentation (MixUp, CutMix): (images, labels) -> (mixed images, soft targets whose rows sum to 1).
+BatchMix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class EpochStats:
     accuracy: float
     samples: int
     seconds: float
+    macro_f1: float = 0.0  # F1 averaged over the classes present, each class counting the same
 
     @property
     def images_per_second(self) -> float:
@@ -65,61 +69,102 @@ def train_one_epoch(
     *,
     l1: float = 0.0,
     clip_grad_norm: float | None = None,
+    mix: BatchMix | None = None,
+    num_classes: int | None = None,
     description: str = "train",
 ) -> EpochStats:
-    """One pass over ``loader``: forward, loss (+ L1 penalty), backward, (clipping,) step, schedule step.
+    """One pass over ``loader``: (mix,) forward, loss (+ L1 penalty), backward, (clipping,) step, schedule step.
 
     The caller puts the model in training mode (``transfer.set_train_mode``), which depends on what is frozen.
-    Loss and accuracy are those of the batches as trained (augmented, with dropout), summed over all processes.
+    Loss and accuracy are those of the batches as trained (augmented, mixed, with dropout), summed over all
+    processes; with ``mix`` the loss is against the soft targets and accuracy against the images' own labels.
     """
     # L1, like weight decay, applies to weight matrices and kernels, not to biases and normalisation parameters.
     penalised = [p for group in optimizer.param_groups for p in group["params"] if p.ndim > 1] if l1 else []
-    totals = torch.zeros(3, dtype=torch.float64, device=step.device)  # loss sum, correct, samples
+    totals = Totals(step.device, num_classes)
     start = time.perf_counter()
     bar = tqdm(loader, desc=description, leave=False, disable=not step.progress, dynamic_ncols=True)
     for index, (images, labels) in enumerate(bar):
         images, labels = _to_device(images, labels, step)
+        targets = labels
+        if mix is not None:
+            images, targets = mix(images, labels)
         with step.precision.autocast():
             logits, _ = model(images)
-            loss = criterion(logits, labels)
+            loss = criterion(logits, targets)
         objective = loss + l1 * l1_penalty(penalised) if penalised else loss
         optimizer.zero_grad(set_to_none=True)
         step.precision.backward_and_step(objective, optimizer, clip_grad_norm)
         scheduler.step()
-        with torch.no_grad():
-            correct = (logits.argmax(dim=1) == labels).sum()
-            totals += torch.stack(
-                [loss.detach().double() * len(labels), correct.double(), totals.new_tensor(len(labels))]
-            )
+        totals.add(loss.detach(), logits.detach(), labels)
         if step.progress and index % 10 == 0:
-            bar.set_postfix(loss=f"{totals[0].item() / max(1.0, totals[2].item()):.3f}", refresh=False)
-    if not math.isfinite(float(totals[0])):
+            bar.set_postfix(loss=f"{totals.mean_loss():.3f}", refresh=False)
+    stats = totals.stats(step.dist, time.perf_counter() - start)
+    if not math.isfinite(stats.loss):
         raise FloatingPointError("the training loss is not finite; lower the learning rate or clip gradients")
-    return _stats(totals, step.dist, time.perf_counter() - start)
+    return stats
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: Batches, criterion: nn.Module, step: Step, *, description: str = "val"
+    model: nn.Module,
+    loader: Batches,
+    criterion: nn.Module,
+    step: Step,
+    *,
+    num_classes: int | None = None,
+    description: str = "val",
 ) -> EpochStats:
-    """Loss and accuracy over ``loader`` in eval mode (this process's share; summed over all processes)."""
+    """Loss, accuracy and macro-F1 over ``loader`` in eval mode (this process's share; summed over all processes)."""
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=step.device)
+    totals = Totals(step.device, num_classes)
     start = time.perf_counter()
     for images, labels in tqdm(loader, desc=description, leave=False, disable=not step.progress, dynamic_ncols=True):
         images, labels = _to_device(images, labels, step)
         with step.precision.autocast():
             logits, _ = model(images)
-        loss = criterion(logits.float(), labels)
-        correct = (logits.argmax(dim=1) == labels).sum()
-        totals += torch.stack([loss.double() * len(labels), correct.double(), totals.new_tensor(len(labels))])
-    return _stats(totals, step.dist, time.perf_counter() - start)
+        totals.add(criterion(logits.float(), labels), logits, labels)
+    return totals.stats(step.dist, time.perf_counter() - start)
 
 
-def _stats(totals: torch.Tensor, dist: DistInfo, seconds: float) -> EpochStats:
-    loss_sum, correct, samples = all_reduce_sum(totals, dist).tolist()
-    samples = max(samples, 1.0)
-    return EpochStats(loss=loss_sum / samples, accuracy=correct / samples, samples=int(samples), seconds=seconds)
+class Totals:
+    """Running sums of an epoch on the device (loss, samples, confusion counts), reduced over processes at the end
+    so that no step waits for a device-to-host copy. ``num_classes`` (else taken from the first logits) keeps
+    the sums the same size on every process, even one whose share of the data is empty."""
+
+    def __init__(self, device: torch.device, num_classes: int | None = None) -> None:
+        self.device = device
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, samples
+        self.confusion: torch.Tensor | None = None  # true classes x predicted classes, flattened
+        if num_classes is not None:
+            self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.float64, device=device)
+
+    def add(self, mean_loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        classes = logits.shape[1]
+        if self.confusion is None:
+            self.confusion = torch.zeros(classes * classes, dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            self.sums += torch.stack([mean_loss.double() * len(labels), self.sums.new_tensor(len(labels))])
+            cells = labels * classes + logits.argmax(dim=1)
+            self.confusion += torch.bincount(cells, minlength=classes * classes).double()
+
+    def mean_loss(self) -> float:
+        loss_sum, samples = self.sums.tolist()
+        return float(loss_sum / max(samples, 1.0))
+
+    def stats(self, dist: DistInfo, seconds: float) -> EpochStats:
+        confusion = self.confusion if self.confusion is not None else self.sums.new_zeros(1)
+        reduced = all_reduce_sum(torch.cat([self.sums, confusion]), dist).cpu().numpy()
+        loss_sum, samples = float(reduced[0]), max(float(reduced[1]), 1.0)
+        classes = math.isqrt(len(reduced) - 2)
+        matrix = reduced[2:].reshape(classes, classes).astype(np.int64)
+        return EpochStats(
+            loss=loss_sum / samples,
+            accuracy=float(np.trace(matrix)) / samples,
+            samples=int(samples),
+            seconds=seconds,
+            macro_f1=macro_f1(matrix),
+        )
 
 
 @torch.no_grad()

@@ -32,6 +32,26 @@ def confusion_matrix(labels: IntArray, predictions: IntArray, num_classes: int) 
     return matrix
 
 
+def per_class_scores(matrix: IntArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (true rows, predicted columns)."""
+    num_classes = len(matrix)
+    true_positives = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0).astype(np.float64)
+    actual = matrix.sum(axis=1).astype(np.float64)
+    precision = np.divide(true_positives, predicted, out=np.zeros(num_classes), where=predicted > 0)
+    recall = np.divide(true_positives, actual, out=np.zeros(num_classes), where=actual > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros(num_classes), where=both > 0)
+    return precision, recall, f1, actual
+
+
+def macro_f1(matrix: IntArray) -> float:
+    """The mean F1 over the classes that occur (rows with samples): each class counts the same, however rare."""
+    _, _, f1, actual = per_class_scores(matrix)
+    present = actual > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
 def classification_metrics(logits: FloatArray, labels: IntArray, class_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, top-5 accuracy (five classes or more), loss, per-class precision/recall/F1 and their macro
     averages, and the confusion matrix. A class never predicted has precision 0 (not a warning)."""
@@ -40,13 +60,7 @@ def classification_metrics(logits: FloatArray, labels: IntArray, class_names: Se
     num_classes = len(class_names)
     predictions = logits.argmax(axis=1)
     matrix = confusion_matrix(labels, predictions, num_classes)
-    true_positives = np.diag(matrix).astype(np.float64)
-    predicted = matrix.sum(axis=0).astype(np.float64)
-    actual = matrix.sum(axis=1).astype(np.float64)
-    precision = np.divide(true_positives, predicted, out=np.zeros(num_classes), where=predicted > 0)
-    recall = np.divide(true_positives, actual, out=np.zeros(num_classes), where=actual > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros(num_classes), where=both > 0)
+    precision, recall, f1, actual = per_class_scores(matrix)
     present = actual > 0  # macro averages over the classes that occur in this data
     metrics: dict[str, Any] = {
         "samples": len(labels),

@@ -117,7 +117,7 @@ def make_schedule(config: FitConfig, *, steps_per_epoch: int, epochs: int) -> Sc
         kind=config.schedule,
         warmup_steps=warmup,
         decay_steps=max(1, decay),
-        end_ratio=(config.lr_end / config.lr) if config.lr_end is not None else DEFAULT_END_RATIO,
+        end_ratio=(config.lr_end / config.base_lr) if config.lr_end is not None else DEFAULT_END_RATIO,
         step_size=max(1, round(config.step_epochs * steps_per_epoch)),
         gamma=config.gamma,
     )

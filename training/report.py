@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,10 @@ HISTORY_FIELDS = (
     "train_images",
     "train_loss",
     "train_accuracy",
+    "train_macro_f1",
     "val_loss",
     "val_accuracy",
+    "val_macro_f1",
     "seconds",
     "images_per_second",
 )
@@ -128,6 +131,13 @@ def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to a temporary name beside ``path``, then rename: a reader never sees half a file."""
+    partial = path.with_name(path.name + ".part")
+    write(partial)
+    os.replace(partial, path)
+
+
 def per_class_lines(metrics: dict[str, Any], limit: int = 30) -> list[str]:
     """A markdown table of per-class precision, recall and F1 (omitted above ``limit`` classes)."""
     per_class = metrics["per_class"]
@@ -155,13 +165,40 @@ def fit_report(
     )
 
 
+def imbalance_warning(classes: Sequence[str], counts: Sequence[int]) -> str | None:
+    """A sentence when the largest class has more than ``IMBALANCE_WARNING_RATIO`` times the images of the smallest."""
+    from training.data import IMBALANCE_WARNING_RATIO, imbalance_ratio
+
+    ratio = imbalance_ratio(counts)
+    if ratio <= IMBALANCE_WARNING_RATIO:
+        return None
+    largest = max(range(len(counts)), key=counts.__getitem__)
+    smallest = min((i for i in range(len(counts)) if counts[i]), key=counts.__getitem__)
+    return (
+        f"Unbalanced classes: {classes[largest]} has {counts[largest]} training images, {classes[smallest]} only "
+        f"{counts[smallest]} ({ratio:.1f}x, over {IMBALANCE_WARNING_RATIO:g}x). Accuracy then favours the large "
+        "classes; watch macro-F1 and the per-class recall, and consider --class-weights auto or --balanced-sampling."
+    )
+
+
 def _data_lines(context: RunContext) -> list[str]:
-    data = context.data
-    per_class = zip(data.classes, data.counts(data.train), data.counts(data.val), strict=True)
+    data, config = context.data, context.config
+    counts = data.counts(data.train)
+    per_class = zip(data.classes, counts, data.counts(data.val), strict=True)
+    warning = imbalance_warning(data.classes, counts)
+    balance = (
+        "inverse-frequency class weights in the training loss (--class-weights auto)"
+        if config.class_weights == "auto"
+        else "balanced sampling: every class drawn equally often (--balanced-sampling)"
+        if config.balanced_sampling
+        else None
+    )
     return [
         f"- training: {len(data.train)} images, validation: {len(data.val)} ({data.val_source}), "
         f"{len(data.classes)} classes",
         "- per class (train/val): " + ", ".join(f"{name} {t}/{v}" for name, t, v in per_class),
+        *([f"- **warning**: {warning}"] if warning else []),
+        *([f"- class balance: {balance}"] if balance else []),
         f"- unreadable files skipped: {len(data.skipped)}",
         *[f"  - {path}: {why}" for path, why in data.skipped[:20]],
         f"- fingerprint: {data.fingerprint}",
@@ -170,12 +207,17 @@ def _data_lines(context: RunContext) -> list[str]:
 
 def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
     config, prep, built = context.config, context.prep, context.built
+    mode_auto, lr_finder = context.choices.get("mode_auto"), context.choices.get("lr_finder")
     return [
         f"- backbone: {config.backbone} ({built.architecture.family}/{built.architecture.name}), "
         f"starting from {built.base_weights or 'random initialisation'}",
         f"- input: {prep.crop_size} px (resize {prep.resize_size}, {prep.interpolation}), "
         f"mean {prep.mean}, std {prep.std}",
-        f"- transfer mode: {config.mode}; optimiser {config.optimizer}, lr {config.lr:g}, schedule {config.schedule}",
+        f"- transfer mode: {config.mode}{' (chosen by --mode auto)' if mode_auto else ''}; optimiser "
+        f"{config.optimizer}, lr {config.base_lr:.3g}{' (chosen by --lr auto)' if lr_finder else ''}, "
+        f"schedule {config.schedule}",
+        *([f"- --mode auto: {mode_auto['reason']}"] if mode_auto else []),
+        *([f"- --lr auto: {lr_finder_sentence(lr_finder)}"] if lr_finder else []),
         *[
             f"- phase {name}: {format_count(t)} of {format_count(n)} parameters train ({t / n:.1%})"
             for name, (t, n) in outcome.parameters.items()
@@ -183,11 +225,33 @@ def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
     ]
 
 
+def lr_finder_sentence(found: dict[str, Any]) -> str:
+    """The range test's result in words (``lr_finder.RangeTest.summary()``)."""
+    low, high = found["lr_range"]
+    cached = " on cached features" if found["cached_features"] else ""
+    return (
+        f"the learning-rate range test on the {found['phase']} phase{cached} ({found['steps']} steps, lr from "
+        f"{low:.0e} up to {high:.2g}; stopped: {found['stop']}) found the smoothed loss lowest at "
+        f"{found['min_loss_lr']:.3g} and suggested a tenth of that, {found['suggestion']:.3g}; plot: {found['plot']}"
+    )
+
+
+def _augmentation_line(context: RunContext) -> str:
+    config = context.config
+    alphas = (("MixUp", config.mixup), ("CutMix", config.cutmix))
+    mixing = [f"{name} (alpha {value:g})" for name, value in alphas if value]
+    flips = ", horizontal flips" if config.hflip and config.augment != "none" else ""
+    return f"- augmentation: {config.augment}{flips}" + (f"; per batch: {' or '.join(mixing)}" if mixing else "")
+
+
 def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: float) -> list[str]:
     lines = [
         f"- {outcome.epochs} epochs in {seconds / 60:.1f} min; best epoch {outcome.best_epoch} "
         f"by {context.config.monitor} (its weights are the ones exported)",
+        _augmentation_line(context),
     ]
+    if outcome.feature_cache:
+        lines.append(f"- feature cache: {outcome.feature_cache}")
     if outcome.images_per_second is not None:
         lines.append(f"- training throughput: {outcome.images_per_second:.0f} images/s per process")
     note = overfitting_note(outcome.history)

@@ -7,10 +7,10 @@ weights (file lookups, seconds), the data (every image decoded once), the resume
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,9 @@ from training.data import TrainingData, default_workers, load_training_data
 from training.distributed import DistInfo, Precision
 from training.errors import DataError, UserError
 from training.loop import Step
+
+if TYPE_CHECKING:
+    from training.features import Features
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class RunContext:
     prep: Preprocessing
     step: Step  # device, precision, memory format, process group
     workers: int  # DataLoader workers per process
+    # Decisions made for the user before training (--mode auto, --lr auto): what was measured and chosen, as JSON
+    # data for the report, the bundle's hyperparameters and the checkpoint.
+    choices: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -63,6 +69,9 @@ class TrainingOutcome:
     epochs: int  # epochs trained, over all phases
     history: list[dict[str, Any]]  # one row per epoch (history.csv)
     parameters: dict[str, list[int]]  # phase name -> [trainable, total]
+    feature_cache: str = ""  # whether frozen phases trained on cached features, and if not why (for the report)
+    # The cached embeddings, when every phase trained on them: the backbone is then the one that computed them.
+    features: Features | None = None
 
     @property
     def images_per_second(self) -> float | None:

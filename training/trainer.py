@@ -6,22 +6,39 @@ returns a ``TrainingOutcome``; ``training.fit`` evaluates and exports that.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from training import checkpoint, distributed, report
-from training.data import ImageDataset, eval_dataset, make_loader, train_transform
+from training.data import (
+    ImageDataset,
+    batch_mix,
+    class_weights,
+    eval_dataset,
+    make_loader,
+    train_transform,
+)
 from training.errors import InterruptedTrainingError, UserError
-from training.loop import EarlyStopping, EpochStats, evaluate, train_one_epoch
+from training.features import FeatureDataset, Features, HeadNet, caching_off_reason, load_or_compute
+from training.loop import Batches, EarlyStopping, EpochStats, Step, evaluate, train_one_epoch
 from training.optim import build_optimizer, make_schedule, make_scheduler, parameter_groups
 from training.run import RunContext, TrainingOutcome
 from training.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
 
+if TYPE_CHECKING:
+    from training.tensorboard import TensorBoardLog
+
 logger = logging.getLogger(__name__)
+
+# curves.png is redrawn after an epoch only when the last drawing is this old (and at the end): drawing takes about
+# a second, nothing next to an epoch of images, but most of an epoch on cached features.
+CURVES_EVERY_S = 10.0
 
 
 @dataclass
@@ -36,27 +53,32 @@ class Progress:
     parameters: dict[str, list[int]] = field(default_factory=dict)  # phase name -> [trainable, total]
 
 
+@dataclass(frozen=True)
+class PhaseInputs:
+    """What a phase trains and on what: the whole network on images, or (frozen backbone, cached features) its
+    head on the backbone's embeddings."""
+
+    module: nn.Module  # called as module(batch) -> (logits, embedding)
+    train_loader: Batches
+    val_loader: Batches
+    step: Step
+    cached: bool
+
+
 class Trainer:
     """Runs the phases of a prepared run: ``restore()`` continues a checkpoint, ``run()`` trains and returns the
-    outcome."""
+    outcome. ``board`` (rank 0, ``--tensorboard``) receives each epoch's row."""
 
-    def __init__(self, context: RunContext) -> None:
+    def __init__(self, context: RunContext, *, board: TensorBoardLog | None = None) -> None:
         self.context = context
+        self.board = board
         config, prep, data, dist = context.config, context.prep, context.data, context.dist
         self.stages = backbone_stages(context.network.backbone)
-        pin = context.device.type == "cuda"
+        self.pin = context.device.type == "cuda"
         augment = train_transform(prep, config.augment, hflip=config.hflip)
         train_set = ImageDataset(data.train, augment, draft_size=prep.resize_size)
-        self.train_loader = make_loader(
-            train_set,
-            batch_size=config.batch_size,
-            train=True,
-            seed=config.seed,
-            workers=context.workers,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            pin_memory=pin,
-        )
+        self.balance_labels = [label for _, label in data.train] if config.balanced_sampling else None
+        self.train_loader = self._train_loader(train_set, context.workers)
         val_shard = data.val[dist.rank :: dist.world_size]  # each process scores its share; the sums are reduced
         self.val_loader = make_loader(
             eval_dataset(val_shard, prep),
@@ -64,14 +86,69 @@ class Trainer:
             train=False,
             seed=config.seed,
             workers=context.workers,
-            pin_memory=pin,
+            pin_memory=self.pin,
         )
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        weights = class_weights(data.counts(data.train)) if config.class_weights == "auto" else None
+        self.criterion = nn.CrossEntropyLoss(
+            weight=weights.to(context.device) if weights is not None else None, label_smoothing=config.label_smoothing
+        )
         self.val_criterion = nn.CrossEntropyLoss()  # validation loss is the plain one, comparable across runs
+        self.mix = batch_mix(config.mixup, config.cutmix, len(data.classes))
+        self.caching_off = caching_off_reason(config)
+        self.features: Features | None = None
         self.stopper = EarlyStopping(config.monitor, config.patience)
         self.progress = Progress()
         self.best_state: dict[str, torch.Tensor] | None = None
         self._resume: dict[str, Any] | None = None
+        self._curves = (time.monotonic(), 0)  # when curves.png was drawn, and up to which epoch
+
+    def _train_loader(self, dataset: torch.utils.data.Dataset[tuple[torch.Tensor, int]], workers: int) -> Batches:
+        config, dist = self.context.config, self.context.dist
+        return make_loader(
+            dataset,
+            batch_size=config.batch_size,
+            train=True,
+            seed=config.seed,
+            workers=workers,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            pin_memory=self.pin,
+            balance_labels=self.balance_labels,
+        )
+
+    # --- what a phase trains on -----------------------------------------------------------------------------
+
+    def phase_inputs(self, phase: Phase) -> PhaseInputs:
+        """The network on images, or, when the phase freezes the whole backbone and nothing augments the images,
+        its head on cached embeddings (computed at the first such phase, read back on resume)."""
+        context = self.context
+        if phase.trainable_stages != 0 or self.caching_off is not None:
+            return PhaseInputs(context.network, self.train_loader, self.val_loader, context.step, cached=False)
+        if self.features is None:
+            self.features = load_or_compute(context)
+        features, dist = self.features, context.dist
+        train_loader = self._train_loader(FeatureDataset(features.train, features.train_labels), workers=0)
+        shard = slice(dist.rank, None, dist.world_size)
+        val = FeatureDataset(features.val[shard], features.val_labels[shard])
+        val_loader = make_loader(val, batch_size=context.config.batch_size, train=False, seed=0, workers=0)
+        step = dataclasses.replace(context.step, memory_format=torch.contiguous_format)  # embeddings are 2-d
+        return PhaseInputs(HeadNet(context.network), train_loader, val_loader, step, cached=True)
+
+    def feature_cache_note(self) -> str:
+        """One sentence for the report: were cached features used, and if not, why."""
+        frozen = any(phase.trainable_stages == 0 for phase in plan_phases(self.context.config))
+        if not frozen:
+            return "not used: every phase trains the backbone, whose outputs change with each step"
+        if self.caching_off is not None:
+            return f"off: {self.caching_off}"
+        if self.features is None:
+            return "on, but no frozen phase ran in this session"
+        features = self.features
+        return (
+            f"on: the frozen backbone's embeddings of {len(features.train)} training and {len(features.val)} "
+            f"validation images were computed once ({features.seconds:.1f} s) and cached in {features.path}; the "
+            "head trained on them"
+        )
 
     # --- resume ---------------------------------------------------------------------------------------------
 
@@ -91,20 +168,31 @@ class Trainer:
         """Train every phase (from where ``restore`` left off) and return the network of the best epoch.
 
         Ctrl-C becomes ``InterruptedTrainingError``, naming the run folder whose checkpoint continues the run."""
+        self._curves = (time.monotonic(), self.progress.epoch)
         try:
             self._run_phases()
         except KeyboardInterrupt:
             raise InterruptedTrainingError(self.context.run_dir, self.progress.epoch) from None
+        finally:
+            if self.context.dist.is_main and self._curves[1] != self.progress.epoch and self.progress.history:
+                self._plot_curves()
         network = self.context.network
         if self.best_state is not None:
             network.load_state_dict(self.best_state)
+        frozen_throughout = all(phase.trainable_stages == 0 for phase in plan_phases(self.context.config))
         return TrainingOutcome(
             network=network,
             best_epoch=self.stopper.best_epoch,
             epochs=self.progress.epoch,
             history=list(self.progress.history),
             parameters=dict(self.progress.parameters),
+            feature_cache=self.feature_cache_note(),
+            features=self.features if frozen_throughout else None,
         )
+
+    def _plot_curves(self) -> None:
+        report.plot_curves(self.progress.history, self.context.run_dir / "curves.png", self.stopper.best_epoch)
+        self._curves = (time.monotonic(), self.progress.epoch)
 
     def _run_phases(self) -> None:
         phases = plan_phases(self.context.config)
@@ -124,6 +212,14 @@ class Trainer:
             self._run_phase(index, phases[index], pending if continuing else None, rng=pending)
             pending = None
 
+    def build_optimizer(self, phase: Phase, lr: float) -> torch.optim.Optimizer:
+        """The phase's optimiser at base rate ``lr`` (its groups scaled by the phase and the layer decay)."""
+        config, network = self.context.config, self.context.network
+        groups = parameter_groups(
+            network, self.stages, phase, lr=lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay
+        )
+        return build_optimizer(config.optimizer, groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
+
     def _run_phase(self, index: int, phase: Phase, resume: dict[str, Any] | None, rng: dict[str, Any] | None) -> None:
         config, network, precision = self.context.config, self.context.network, self.context.precision
         apply_phase(network, self.stages, phase)
@@ -137,14 +233,13 @@ class Trainer:
             report.format_count(total),
             100 * trainable / total,
         )
-        model = distributed.wrap(network, self.context.dist, self.context.device)
-        groups = parameter_groups(
-            network, self.stages, phase, lr=config.lr, weight_decay=config.weight_decay, layer_decay=config.layer_decay
-        )
-        optimizer = build_optimizer(
-            config.optimizer, groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
-        )
-        schedule = make_schedule(config, steps_per_epoch=len(self.train_loader), epochs=phase.epochs)
+        inputs = self.phase_inputs(phase)
+        if inputs.cached:
+            logger.info("phase %s trains the classifier on cached features", phase.name)
+        self._curves = (time.monotonic(), self._curves[1])  # computing the features is not an epoch to draw
+        model = distributed.wrap(inputs.module, self.context.dist, self.context.device)
+        optimizer = self.build_optimizer(phase, config.base_lr)
+        schedule = make_schedule(config, steps_per_epoch=len(inputs.train_loader), epochs=phase.epochs)
         scheduler = make_scheduler(optimizer, schedule)
         start = 0
         if resume is not None:
@@ -158,26 +253,33 @@ class Trainer:
         if rng is not None:
             checkpoint.set_rng_state(rng["rng"])  # last, so the epoch below draws what it would have drawn
         self.progress.phase, self.progress.stopped_early = index, False
+        classes = len(self.context.data.classes)
         for phase_epoch in range(start, phase.epochs):
             self.progress.phase_epochs = phase_epoch
             epoch = self.progress.epoch + 1
-            self.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-            set_train_mode(model, network)
+            inputs.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+            if inputs.cached:
+                model.train()  # the head alone: dropout on
+            else:
+                set_train_mode(model, network)
             desc = f"epoch {epoch}/{config.epochs}"
             trained = train_one_epoch(
                 model,
-                self.train_loader,
+                inputs.train_loader,
                 optimizer,
                 scheduler,
                 self.criterion,
-                self.context.step,
+                inputs.step,
                 l1=config.l1,
                 clip_grad_norm=config.clip_grad_norm,
+                mix=self.mix,
+                num_classes=classes,
                 description=desc,
             )
             validated = evaluate(
-                model, self.val_loader, self.val_criterion, self.context.step, description=f"{desc} val"
-            )
+                model, inputs.val_loader, self.val_criterion, inputs.step, num_classes=classes,
+                description=f"{desc} val",
+            )  # fmt: skip
             improved = self._record(epoch, phase, optimizer, trained, validated)
             self.progress.epoch, self.progress.phase_epochs = epoch, phase_epoch + 1
             stop = self.stopper.should_stop
@@ -205,8 +307,10 @@ class Trainer:
             "train_images": trained.samples,
             "train_loss": trained.loss,
             "train_accuracy": trained.accuracy,
+            "train_macro_f1": trained.macro_f1,
             "val_loss": validated.loss,
             "val_accuracy": validated.accuracy,
+            "val_macro_f1": validated.macro_f1,
             "seconds": round(trained.seconds + validated.seconds, 2),
             "images_per_second": round(trained.images_per_second, 1),
         }
@@ -218,13 +322,14 @@ class Trainer:
             state = self.context.network.state_dict()
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
         logger.info(
-            "epoch %d/%d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.0f img/s, %.0f s%s",
+            "epoch %d/%d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% F1 %.3f | %.0f img/s, %.0f s%s",
             epoch,
             config.epochs,
             trained.loss,
             100 * trained.accuracy,
             validated.loss,
             100 * validated.accuracy,
+            validated.macro_f1,
             trained.images_per_second,
             row["seconds"],
             " (best)" if improved else "",
@@ -238,6 +343,7 @@ class Trainer:
         state = {
             "config": self.context.config.hyperparameters(),
             "fingerprint": self.context.data.fingerprint,
+            "choices": self.context.choices,
             "progress": copy.deepcopy(self.progress.__dict__),
             "stopper": self.stopper.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -246,7 +352,10 @@ class Trainer:
             "rng": checkpoint.rng_state(),
         }
         report.write_history(run_dir, self.progress.history)
-        report.plot_curves(self.progress.history, run_dir / "curves.png", self.stopper.best_epoch)
+        if time.monotonic() - self._curves[0] >= CURVES_EVERY_S:
+            self._plot_curves()
+        if self.board is not None:
+            self.board.epoch(self.progress.history[-1])
         if improved:
             checkpoint.save_weights(folder / checkpoint.BEST_TENSORS, network, self.progress.epoch)
         checkpoint.save_checkpoint(folder, network, state)  # last: the checkpoint is the commit point

@@ -53,11 +53,12 @@ class Phase:
 
 def plan_phases(config: FitConfig) -> list[Phase]:
     """The phases of a run, from its transfer mode."""
-    if config.mode == "feature-extractor":
+    mode = config.transfer_mode
+    if mode == "feature-extractor":
         return [Phase("feature-extractor", config.epochs, 0)]
-    if config.mode == "fine-tune":
+    if mode == "fine-tune":
         return [Phase("fine-tune", config.epochs, None)]
-    if config.mode == "partial":
+    if mode == "partial":
         stages = config.unfreeze or 1
         return [Phase(f"partial (last {stages} stages)", config.epochs, stages)]
     second = "fine-tune" if config.unfreeze is None else f"fine-tune last {config.unfreeze} stages"

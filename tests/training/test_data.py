@@ -150,7 +150,7 @@ def test_no_augmentation_is_the_evaluation_transform() -> None:
     assert isinstance(train_transform(PREP, "none", hflip=True), EvalTransform)
 
 
-@pytest.mark.parametrize("preset", ["light", "standard"])
+@pytest.mark.parametrize("preset", ["light", "standard", "trivialaugment", "randaugment"])
 def test_augmentation_ends_in_the_same_normalisation(preset: str) -> None:
     image = Image.new("RGB", (50, 40), (255, 128, 0))  # a flat colour survives any crop, flip or resize
     augmented = train_transform(PREP, preset, hflip=True)  # type: ignore[arg-type]

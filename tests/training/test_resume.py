@@ -15,13 +15,13 @@ from training import checkpoint
 from training.cli import main
 
 
-def fit_args(data: Path, run_dir: Path) -> list[str]:
+def fit_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
     # Augmentation and dropout draw random numbers, AdamW keeps moments, and the two phases switch optimisers:
     # everything a resume has to restore.
     return [
         "fit", "--data", str(data), "--backbone", "lenet5", "--image-size", "16", "--batch-size", "8",
         "--mode", "two-phase", "--epochs", "3", "--head-epochs", "1", "--augment", "light", "--dropout", "0.3",
-        "--batch-norm", "--workers", "0", "--run-dir", str(run_dir), "--no-export", "--quiet",
+        "--batch-norm", "--workers", "0", "--run-dir", str(run_dir), "--no-export", "--quiet", *extra,
     ]  # fmt: skip
 
 
@@ -33,16 +33,21 @@ def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, 
     return tensors, history
 
 
-@pytest.mark.parametrize("stop_after", [1, 2], ids=["at-phase-change", "mid-phase"])
+@pytest.mark.parametrize(
+    ("stop_after", "extra"),
+    [(1, []), (2, []), (2, ["--balanced-sampling", "--mixup", "0.2"])],
+    ids=["at-phase-change", "mid-phase", "mid-phase-balanced-mixup"],
+)
 def test_interrupted_then_resumed_equals_uninterrupted(
     stop_after: int,
+    extra: list[str],
     image_folder: FolderFactory,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    data = image_folder({"red": 16, "green": 16, "blue": 16})
-    assert main(fit_args(data, tmp_path / "straight")) == 0
+    data = image_folder({"red": 16, "green": 16, "blue": 8})
+    assert main(fit_args(data, tmp_path / "straight", *extra)) == 0
 
     save = checkpoint.save_checkpoint
     saved: list[int] = []
@@ -55,7 +60,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 
     monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_interrupt)
     interrupted = tmp_path / "interrupted"
-    assert main(fit_args(data, interrupted)) == 130
+    assert main(fit_args(data, interrupted, *extra)) == 130
     assert f"--resume {interrupted}" in capsys.readouterr().err
     assert len(json.loads((interrupted / "history.json").read_text())) == stop_after
 
