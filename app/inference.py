@@ -16,7 +16,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
@@ -28,7 +28,7 @@ from app.batching import BatcherClosedError
 from app.config import Settings
 from app.metrics import Metrics
 from app.model import LoadedModel
-from app.uploads import Upload
+from app.uploads import ClientDisconnectedError, Upload
 from modelspec import Preprocessing
 from modelspec.decode import DecodeLimits, ImageError, load_input
 from modelspec.preprocess import Float32Array
@@ -62,6 +62,9 @@ ItemError = ImageError | InferenceError
 ModelInput = Upload | Float32Array
 """An encoded image, or one image already preprocessed for the model (float32, CHW)."""
 
+DisconnectProbe = Callable[[], Awaitable[bool]]
+"""Says whether the client is gone (``request.is_disconnected``): its work is then dropped."""
+
 
 @dataclass(frozen=True)
 class ImageOutcome:
@@ -92,13 +95,25 @@ class InferencePipeline:
         self._decode_threads = settings.resolved_decode_threads()
         self._pool = ThreadPoolExecutor(self._decode_threads, thread_name_prefix="decode")
 
-    async def run(self, resolve: Callable[[], LoadedModel], inputs: Sequence[ModelInput]) -> Inference:
+    async def run(
+        self,
+        resolve: Callable[[], LoadedModel],
+        inputs: Sequence[ModelInput],
+        *,
+        disconnected: DisconnectProbe | None = None,
+        queue_timeout: float | None = None,
+    ) -> Inference:
         """Run ``inputs`` through the model ``resolve`` returns; resolve again once if it was unloaded meanwhile
-        (a hot reload), since the new version may preprocess differently."""
+        (a hot reload), since the new version may preprocess differently.
+
+        The request first waits for one of the model's slots (``app.admission``): ``OverloadedError`` if none comes
+        free within ``queue_timeout`` (default: the model's). With ``disconnected``, the work of a client that went
+        away is dropped before decoding and before inference (``ClientDisconnectedError``)."""
         for attempt in (1, 2):
             model = resolve()
             try:
-                return Inference(model, await self._run_on(model, inputs))
+                async with model.admission.slot(queue_timeout):
+                    return Inference(model, await self._run_on(model, inputs, disconnected))
             except BatcherClosedError:
                 if attempt == 2:
                     raise ModelReloadingError("the model is being reloaded; retry in a moment") from None
@@ -123,8 +138,11 @@ class InferencePipeline:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _run_on(self, model: LoadedModel, inputs: Sequence[ModelInput]) -> list[ImageOutcome]:
+    async def _run_on(
+        self, model: LoadedModel, inputs: Sequence[ModelInput], disconnected: DisconnectProbe | None
+    ) -> list[ImageOutcome]:
         filenames = [item.filename if isinstance(item, Upload) else None for item in inputs]
+        await _drop_if_gone(disconnected, "decoding")
         prepared = await self._prepare(model, inputs)
         arrays = {i: item for i, item in enumerate(prepared) if not isinstance(item, ItemError)}
         outcomes = [
@@ -133,6 +151,7 @@ class InferencePipeline:
         ]
         if not arrays:
             return outcomes
+        await _drop_if_gone(disconnected, "inference")
         good = list(arrays)
         batch = arrays[good[0]][None] if len(good) == 1 else np.stack([arrays[i] for i in good])
         try:
@@ -169,6 +188,11 @@ class InferencePipeline:
         array = load_input(data, prep, self._limits)
         self._metrics.decode.observe(time.perf_counter() - started)
         return array
+
+
+async def _drop_if_gone(disconnected: DisconnectProbe | None, stage: str) -> None:
+    if disconnected is not None and await disconnected():
+        raise ClientDisconnectedError(f"the client went away before {stage}; its request was dropped")
 
 
 def _checked_array(model: LoadedModel, array: Float32Array) -> Float32Array | InvalidInputError:

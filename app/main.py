@@ -86,6 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     # The last middleware added runs first: metrics see every response, the body limit guards the routes.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     return app

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.admission import Admission
 from app.backends import Backend, create_backend
 from app.batching import Batcher
 from app.config import Settings
@@ -37,6 +38,7 @@ class LoadedModel:
     backend: Backend
     batcher: Batcher
     loaded_at: str = field(default_factory=now)
+    admission: Admission = field(default_factory=lambda: Admission(slots=1 << 30, max_waiting=0, timeout=0))
 
     @property
     def name(self) -> str:
@@ -91,6 +93,12 @@ def load_model(
     except BaseException:
         backend.close()
         raise
+    admission = Admission(
+        slots=settings.admission_slots(backend.name),
+        max_waiting=settings.max_queue,
+        timeout=settings.queue_timeout,
+        name=f"{bundle.name} version {bundle.version}",
+    )
     logger.info(
         "loaded %s version %d (%s on %s, %d classes) in %.2f s",
         bundle.name,
@@ -100,7 +108,7 @@ def load_model(
         bundle.spec.num_classes,
         time.perf_counter() - started,
     )
-    return LoadedModel(bundle=bundle, backend=backend, batcher=batcher)
+    return LoadedModel(bundle=bundle, backend=backend, batcher=batcher, admission=admission)
 
 
 def check_outputs(bundle: Bundle, backend: Backend) -> None:

@@ -45,6 +45,17 @@ class PayloadTooLargeError(UploadError):
     code = "payload_too_large"
 
 
+class RequestTimeoutError(UploadError):
+    code = "request_timeout"
+
+
+class ClientDisconnectedError(Exception):
+    """The client closed the connection before its answer was ready: nobody's fault, nobody to answer. Not an
+    ``UploadError`` (no status fits); ``app.errors`` logs it without a traceback and counts it apart."""
+
+    code: ClassVar[str] = "client_disconnected"
+
+
 @dataclass(frozen=True)
 class Upload:
     filename: str | None
