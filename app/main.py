@@ -20,6 +20,7 @@ from app.errors import install_error_handlers
 from app.inference import InferencePipeline
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry import ModelRegistry
+from modelspec import remove_stale_temp_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(remove_stale_temp_dirs, settings.models_dir)  # litter of killed bundle writers
         registry = ModelRegistry(settings, app_metrics)  # each model is warmed up as it loads
         report = await asyncio.to_thread(registry.refresh)
         if not report.loaded:
