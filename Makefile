@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-HOST ?= 127.0.0.1
-PORT ?= 8000
-MODELS_DIR ?= models
-DEFAULT_MODEL ?= efficientnet-lite0
+# The service's own variables (IMGCLF_*) in the environment win over these defaults; `make run PORT=9000` wins
+# over both. Other IMGCLF_* variables pass through to the service untouched.
+HOST ?= $(or $(IMGCLF_HOST),127.0.0.1)
+PORT ?= $(or $(IMGCLF_PORT),8000)
+MODELS_DIR ?= $(or $(IMGCLF_MODELS_DIR),models)
+DEFAULT_MODEL ?= $(if $(filter environment%,$(origin IMGCLF_DEFAULT_MODEL)),$(IMGCLF_DEFAULT_MODEL),efficientnet-lite0)
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint format default-model bench clean
@@ -18,9 +20,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+BUILT_MODEL = $(or $(DEFAULT_MODEL),efficientnet-lite0)
+
 default-model: $(STAMP)
-	@if [ -z "$$(ls -d $(MODELS_DIR)/$(DEFAULT_MODEL)/[0-9]* 2>/dev/null)" ]; then \
-		$(PY) -m training export-pretrained efficientnet_lite0 --models-dir $(MODELS_DIR) --name $(DEFAULT_MODEL); \
+	@if [ -z "$$(ls -d $(MODELS_DIR)/$(BUILT_MODEL)/[0-9]* 2>/dev/null)" ]; then \
+		$(PY) -m training export-pretrained efficientnet_lite0 --models-dir $(MODELS_DIR) --name $(BUILT_MODEL); \
 	fi
 
 run: default-model
