@@ -36,7 +36,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy modelspec app training scripts/bench
+	$(PY) -m mypy modelspec app training scripts/bench scripts/soak
 
 format: $(STAMP)
 	$(PY) -m ruff format .
@@ -94,3 +94,11 @@ bench: default-model
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
 	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
+
+# The reliability suite (about 12 minutes, not part of `make test`): load, overload and goodput, slow clients,
+# SIGTERM drain, reload under load, kill -9 during writes, schemathesis; writes BENCHMARKS.md ("## Reliability").
+# SOAK_ARGS='--only overload' reruns one part, '--quick' checks the suite in a few minutes.
+SOAK_ARGS ?=
+.PHONY: soak
+soak: default-model
+	$(PY) -m scripts.soak --models-dir $(MODELS_DIR) --model $(BUILT_MODEL) $(SOAK_ARGS)

@@ -1,14 +1,22 @@
 """Admission: how many requests a model serves at once, how many may wait, and for how long.
 
-A model serves ``slots`` requests at a time (enough to keep every decode thread busy and every inference worker on
-full batches); more wait in a bounded waiting room, and a request that cannot start within ``timeout`` seconds is
-refused with ``OverloadedError`` (503 and ``Retry-After``) instead of being answered after everyone gave up. Waiting
-happens before decoding, so a refused request has cost no decode and no inference.
+A model serves a limited number of requests at a time; more wait in a bounded waiting room (``max_waiting``), and a
+request that cannot start within ``timeout`` seconds is refused with ``OverloadedError`` (503 and ``Retry-After``)
+instead of being answered after everyone gave up. Waiting happens before decoding, so a refused request has cost no
+decode and no inference.
+
+How many are served at once adapts to the model's speed on this machine (Little's law): while requests wait, the
+limit follows ``throughput x timeout / 4``, so that a request let in is answered within about a quarter of the
+time-out once it starts, however slow the machine has become (another tenant, a throttled container), between
+``min_slots`` (one request per decode thread and per inference worker) and ``max_slots`` (full batches on every
+worker).
 
 Waiting requests are let in oldest first, until the oldest has waited more than half the time-out: the queue is
-then standing (the model is overloaded) and the newest is let in first, so the requests that are served are
-answered in normal time and the old ones, which would be late anyway, are refused (adaptive LIFO, as in "Fail at
-Scale", ACM Queue 2015). Refusing late rather than at once also paces clients that retry without backing off.
+then standing (the model is overloaded) and the newest is let in first, so the requests that are served are answered
+in normal time and the old ones, which would be late anyway, are refused at their deadline (adaptive LIFO, as in
+"Fail at Scale", ACM Queue 2015). Refusing late rather than at once also paces clients that retry without backing
+off: each refusal costs the server a little, and a refusal at once would be followed by the next request at once.
+So a request is answered within about the time-out, or refused when it runs out.
 
 Everything runs on the event loop; nothing here needs a lock.
 """
@@ -19,8 +27,17 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
+
+RATE_WINDOW_SECONDS = 0.5
+"""How often the throughput estimate (and with it the limit) is updated while requests wait."""
+RATE_SMOOTHING = 0.5
+"""Weight of the newest window in the throughput estimate."""
+IN_SERVICE_SHARE = 0.25
+"""The share of the time-out a request let in should take to be answered: the limit is throughput x this x time-out."""
+STANDING_SHARE = 0.5
+"""A queue whose oldest request has waited this share of the time-out is standing: the newest is let in first."""
 
 
 class OverloadedError(RuntimeError):
@@ -34,18 +51,35 @@ class OverloadedError(RuntimeError):
 
 
 class Admission:
-    """At most ``slots`` requests in service, at most ``max_waiting`` waiting, none waiting over ``timeout`` s."""
+    """At most ``limit`` requests in service (adapting between ``min_slots`` and ``max_slots``), at most
+    ``max_waiting`` waiting, none waiting over ``timeout`` s."""
 
-    def __init__(self, slots: int, max_waiting: int, timeout: float, name: str = "model") -> None:
-        if slots < 1:
-            raise ValueError("slots must be at least 1")
-        self.slots = slots
+    def __init__(
+        self,
+        max_slots: int,
+        max_waiting: int,
+        timeout: float,
+        *,
+        min_slots: int = 1,
+        name: str = "model",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not 1 <= min_slots <= max_slots:
+            raise ValueError("need 1 <= min_slots <= max_slots")
+        self.min_slots = min_slots
+        self.max_slots = max_slots
         self.max_waiting = max_waiting
         self.timeout = timeout
         self.name = name
-        self._free = slots
+        self.limit = max_slots
+        self._clock = clock  # the event loop's time unless given (tests)
+        self._in_service = 0
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._waiting = 0  # live waiters: the deque may still hold some that gave up
+        self._rate = 0.0  # requests finished per second while saturated (0: not measured yet)
+        self._window_start = -1.0
+        self._window_done = 0
+        self._window_saturated = False
 
     @property
     def waiting(self) -> int:
@@ -53,7 +87,7 @@ class Admission:
 
     @property
     def in_service(self) -> int:
-        return self.slots - self._free
+        return self._in_service
 
     def retry_after(self, timeout: float | None = None) -> int:
         """Seconds a refused client should wait before retrying: about one queue time-out."""
@@ -70,16 +104,16 @@ class Admission:
             self.release()
 
     async def acquire(self, timeout: float | None = None) -> None:
-        if self._free > 0 and self._waiting == 0:
-            self._free -= 1
+        if self._in_service < self.limit and self._waiting == 0:
+            self._in_service += 1
             return
         limit = self.timeout if timeout is None else timeout
         if self._waiting >= self.max_waiting or limit <= 0:
             raise self._refusal(limit, f"{self._waiting} requests are already waiting")
-        loop = asyncio.get_running_loop()
-        granted: asyncio.Future[None] = loop.create_future()
-        self._waiters.append((granted, loop.time()))
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((granted, self._now()))
         self._waiting += 1
+        self._window_saturated = True
         try:
             async with asyncio.timeout(limit):
                 await granted
@@ -96,15 +130,38 @@ class Admission:
             raise
 
     def release(self) -> None:
-        """Hand the slot to a waiting request, or free it."""
-        waiter = self._next_waiter()
-        if waiter is None:
-            self._free += 1
-            return
-        self._waiting -= 1
-        waiter.set_result(None)
+        """Free a slot and let in as many waiting requests as the limit allows."""
+        self._in_service -= 1
+        now = self._now()
+        self._count_done(now)
+        while self._in_service < self.limit:
+            waiter = self._next_waiter(now)
+            if waiter is None:
+                return
+            self._waiting -= 1
+            self._in_service += 1
+            waiter.set_result(None)
 
-    def _next_waiter(self) -> asyncio.Future[None] | None:
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _count_done(self, now: float) -> None:
+        """Measure the throughput over windows in which requests waited, and set the limit from it."""
+        if self._window_start < 0:
+            self._window_start = now
+            return
+        self._window_done += 1
+        elapsed = now - self._window_start
+        if elapsed < RATE_WINDOW_SECONDS:
+            return
+        if self._window_saturated or self._waiting:
+            rate = self._window_done / elapsed
+            self._rate = rate if not self._rate else RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * self._rate
+            wanted = math.ceil(self._rate * self.timeout * IN_SERVICE_SHARE - 1e-6)  # no extra for a rounding error
+            self.limit = max(self.min_slots, min(self.max_slots, wanted))
+        self._window_start, self._window_done, self._window_saturated = now, 0, False
+
+    def _next_waiter(self, now: float) -> asyncio.Future[None] | None:
         waiters = self._waiters
         while waiters and waiters[0][0].done():  # gave up (time-out, cancelled)
             waiters.popleft()
@@ -112,8 +169,7 @@ class Admission:
             waiters.pop()
         if not waiters:
             return None
-        oldest_since = waiters[0][1]
-        standing = asyncio.get_running_loop().time() - oldest_since > self.timeout / 2
+        standing = now - waiters[0][1] > self.timeout * STANDING_SHARE
         return (waiters.pop() if standing else waiters.popleft())[0]
 
     def _refusal(self, timeout: float, why: str) -> OverloadedError:

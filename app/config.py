@@ -141,10 +141,10 @@ class Settings(BaseSettings):
         description="Requests that may wait for a model (beyond those it is serving); 503 overloaded above it.",
     )
     queue_timeout: float = Field(
-        default=1.0,
+        default=2.0,
         ge=0,
         description="Seconds a request may wait for its model before it is refused with 503 overloaded and "
-        "Retry-After.",
+        "Retry-After; under overload the requests let in are answered within about this long.",
     )
     reload_settle_seconds: float = Field(
         default=5.0,
@@ -167,6 +167,8 @@ class Settings(BaseSettings):
             return self.inference_workers
         return self.resolved_intra_op_threads() if backend == "onnx" else 1
 
-    def admission_slots(self, backend: str) -> int:
-        """Requests a model serves at once: enough for every decode thread and full batches on every worker."""
-        return self.resolved_decode_threads() + self.max_batch_size * self.resolved_inference_workers(backend)
+    def admission_slots(self, backend: str) -> tuple[int, int]:
+        """The fewest and most requests a model serves at once (``app.admission`` adapts between them): one for
+        each decode thread and inference worker; enough for full batches on every worker too."""
+        decode, workers = self.resolved_decode_threads(), self.resolved_inference_workers(backend)
+        return decode + workers, decode + self.max_batch_size * workers

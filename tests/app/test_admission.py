@@ -22,7 +22,7 @@ async def queued(admission: Admission, label: str, order: list[str]) -> None:
 
 def test_requests_beyond_the_slots_wait_and_get_in_as_slots_free() -> None:
     async def scenario() -> list[str]:
-        admission = Admission(slots=2, max_waiting=5, timeout=5.0)
+        admission = Admission(max_slots=2, max_waiting=5, timeout=5.0)
         await occupied(admission, 2)
         order: list[str] = []
         waiters = [asyncio.ensure_future(queued(admission, label, order)) for label in "abc"]
@@ -40,7 +40,7 @@ def test_requests_beyond_the_slots_wait_and_get_in_as_slots_free() -> None:
 
 def test_a_full_waiting_room_refuses_at_once_with_a_retry_after() -> None:
     async def scenario() -> OverloadedError:
-        admission = Admission(slots=1, max_waiting=1, timeout=2.5, name="tiny version 1")
+        admission = Admission(max_slots=1, max_waiting=1, timeout=2.5, name="tiny version 1")
         await occupied(admission, 1)
         waiter = asyncio.ensure_future(admission.acquire())
         await asyncio.sleep(0)
@@ -56,7 +56,7 @@ def test_a_full_waiting_room_refuses_at_once_with_a_retry_after() -> None:
 
 def test_a_request_that_waits_past_the_deadline_is_refused_and_leaves_the_room() -> None:
     async def scenario() -> Admission:
-        admission = Admission(slots=1, max_waiting=4, timeout=0.05)
+        admission = Admission(max_slots=1, max_waiting=4, timeout=0.05)
         await occupied(admission, 1)
         with pytest.raises(OverloadedError, match="no slot came free within 0.05 s"):
             await admission.acquire()
@@ -70,7 +70,7 @@ def test_a_request_that_waits_past_the_deadline_is_refused_and_leaves_the_room()
 
 def test_a_standing_queue_lets_the_newest_in_first() -> None:
     async def scenario() -> list[str]:
-        admission = Admission(slots=1, max_waiting=5, timeout=0.2)
+        admission = Admission(max_slots=1, max_waiting=5, timeout=0.2)
         await occupied(admission, 1)
         order: list[str] = []
         old = asyncio.ensure_future(queued(admission, "old", order))
@@ -88,7 +88,7 @@ def test_a_standing_queue_lets_the_newest_in_first() -> None:
 
 def test_a_cancelled_waiter_passes_on_its_slot() -> None:
     async def scenario() -> list[str]:
-        admission = Admission(slots=1, max_waiting=5, timeout=5.0)
+        admission = Admission(max_slots=1, max_waiting=5, timeout=5.0)
         await occupied(admission, 1)
         order: list[str] = []
         gone = asyncio.ensure_future(queued(admission, "gone", order))
@@ -105,7 +105,7 @@ def test_a_cancelled_waiter_passes_on_its_slot() -> None:
 
 def test_the_slot_context_releases_on_errors() -> None:
     async def scenario() -> Admission:
-        admission = Admission(slots=1, max_waiting=0, timeout=0)
+        admission = Admission(max_slots=1, max_waiting=0, timeout=0)
         with pytest.raises(ValueError):
             async with admission.slot():
                 raise ValueError("the work failed")
@@ -114,3 +114,34 @@ def test_the_slot_context_releases_on_errors() -> None:
         return admission
 
     assert asyncio.run(scenario()).in_service == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_limit_follows_the_throughput_while_requests_wait() -> None:
+    async def scenario() -> list[int]:
+        clock = Clock()
+        admission = Admission(max_slots=40, max_waiting=1000, timeout=1.0, min_slots=4, clock=clock)
+        await occupied(admission, 40)
+        order: list[str] = []
+        waiters = [asyncio.ensure_future(queued(admission, str(i), order)) for i in range(800)]
+        await asyncio.sleep(0)
+        limits = []
+        for rate in (20.0, 200.0):  # the model finishes 20 requests a second (a slow machine), then 200
+            for _ in range(int(2 * rate)):  # two seconds of work
+                clock.now += 1 / rate
+                admission.release()
+            limits.append(admission.limit)
+        for waiter in waiters:
+            waiter.cancel()
+        return limits
+
+    slow, fast = asyncio.run(scenario())
+    assert slow == 5  # 20/s x 0.25 s: what is let in is answered within a quarter of the time-out
+    assert fast == 40  # 200/s x 0.25 s = 50, capped at the most slots

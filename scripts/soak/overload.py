@@ -1,0 +1,107 @@
+"""Overload: the peak throughput, then far more clients than the service can serve, then one lone request.
+
+Goodput counts the answers a client still wanted: 200s that came within ``deadline`` seconds. The clients send
+again the moment an answer is in and ignore Retry-After (as wrk does): the worst case for a server that refuses.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from scripts.bench.machine import load_average
+from scripts.soak.client import Records, closed_loop, one_request
+from scripts.soak.context import Context, metric_sum, rss_mib
+
+WARM_UP_SECONDS = 2.0
+RECOVERY_LIMIT_SECONDS = 30.0
+
+
+def point(records: Records, deadline: float) -> dict[str, Any]:
+    return {
+        "answers_per_s": records.rate(),
+        "goodput": records.rate(200, deadline),
+        "ok_per_s": records.rate(200),
+        "statuses": records.statuses(),
+        "p50_ok_ms": records.percentile_ms(50),
+        "p99_ok_ms": records.percentile_ms(99),
+        "p50_503_ms": records.percentile_ms(50, 503),
+    }
+
+
+def measure(ctx: Context) -> dict[str, Any]:
+    ctx.fresh_models()
+    sizes, request = ctx.sizes, ctx.predict()
+    result: dict[str, Any] = {"deadline": sizes.deadline, "loads": [load_average()], "peaks": {}}
+    with ctx.service("overload") as server:
+        alone = closed_loop(server.port, request, 1, seconds=sizes.point_seconds / 2)
+        result["alone_p50_ms"] = alone.percentile_ms(50)
+        for clients in sizes.peak_clients:
+            closed_loop(server.port, request, clients, seconds=WARM_UP_SECONDS)
+            result["peaks"][clients] = point(closed_loop(server.port, request, clients, seconds=sizes.point_seconds),
+                                             sizes.deadline)  # fmt: skip
+            print(f"  {clients} clients: {result['peaks'][clients]}", flush=True)
+        rss_before = rss_mib(server.process.pid)
+        overloaded = closed_loop(server.port, request, sizes.overload_clients, seconds=sizes.overload_seconds)
+        result["overload"] = point(overloaded, sizes.deadline)
+        result["overload"]["clients"] = sizes.overload_clients
+        result["overload"]["rss_mib"] = [rss_before, rss_mib(server.process.pid)]
+        print(f"  {sizes.overload_clients} clients: {result['overload']}", flush=True)
+        result["after"] = recovery(ctx, server.port, result["alone_p50_ms"])
+        result["overloaded_total"] = metric_sum(server, "imgclf_errors_total", code="overloaded")
+        result["disconnected_total"] = metric_sum(server, "imgclf_errors_total", code="client_disconnected")
+        result["internal_errors"] = metric_sum(server, "imgclf_errors_total", code="internal_error")
+    result["loads"].append(load_average())
+    print(f"  after the overload: {result['after']}", flush=True)
+    return result
+
+
+def recovery(ctx: Context, port: int, alone_p50_ms: float) -> dict[str, Any]:
+    """The first request once the overload's clients are gone, and how long until one is as fast as before."""
+    started = time.perf_counter()
+    first = one_request(port, ctx.predict())
+    normal = max(2 * alone_p50_ms, alone_p50_ms + 50) / 1000
+    latest = first
+    while latest.seconds > normal and time.perf_counter() - started < RECOVERY_LIMIT_SECONDS:
+        latest = one_request(port, ctx.predict())
+    return {
+        "first_ms": first.seconds * 1000,
+        "first_status": first.status,
+        "normal_after_s": time.perf_counter() - started - latest.seconds,
+    }
+
+
+def render(result: dict[str, Any]) -> list[str]:
+    peak_clients, peak = max(result["peaks"].items(), key=lambda item: item[1]["goodput"])
+    over = result["overload"]
+    ratio = over["goodput"] / peak["goodput"] if peak["goodput"] else float("nan")
+    after = result["after"]
+    lines = [
+        "### Overload and recovery",
+        "",
+        f"Goodput = 200 answers within **{result['deadline']:g} s** per second; the clients resend at once and ignore"
+        " Retry-After, as wrk does. Load average "
+        f"{result['loads'][0]:.1f} -> {result['loads'][1]:.1f}.",
+        "",
+        "| clients | answers/s | goodput/s | 200/s | statuses | p50 200 ms | p99 200 ms | p50 503 ms |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    rows = [*result["peaks"].items(), (over["clients"], over)]
+    for clients, p in rows:
+        lines.append(
+            f"| {clients} | {p['answers_per_s']:.1f} | {p['goodput']:.1f} | {p['ok_per_s']:.1f} | {p['statuses']} | "
+            f"{p['p50_ok_ms']:.0f} | {p['p99_ok_ms']:.0f} | {p['p50_503_ms']:.0f} |"
+        )
+    lines += [
+        "",
+        f"- **Goodput at {over['clients']} connections: {over['goodput']:.1f}/s = {ratio:.0%} of the peak** "
+        f"({peak['goodput']:.1f}/s at {peak_clients} clients; target >= 90%); memory "
+        f"{over['rss_mib'][0]:.0f} -> {over['rss_mib'][1]:.0f} MiB.",
+        f"- **First request after the overload: {after['first_ms']:.0f} ms** (status {after['first_status']}; a lone "
+        f"request before it: p50 {result['alone_p50_ms']:.0f} ms); back to normal (within 2x) "
+        f"{after['normal_after_s']:.2f} s after the clients left.",
+        f"- Refused as overloaded: {result['overloaded_total']:.0f}; clients gone before their answer: "
+        f"{result['disconnected_total']:.0f}; internal errors: {result['internal_errors']:.0f}.",
+        "",
+    ]
+    return lines
