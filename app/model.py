@@ -38,7 +38,7 @@ class LoadedModel:
     backend: Backend
     batcher: Batcher
     loaded_at: str = field(default_factory=now)
-    admission: Admission = field(default_factory=lambda: Admission(slots=1 << 30, max_waiting=0, timeout=0))
+    admission: Admission = field(default_factory=lambda: Admission(max_slots=1 << 30, max_waiting=0, timeout=0))
 
     @property
     def name(self) -> str:
@@ -93,10 +93,12 @@ def load_model(
     except BaseException:
         backend.close()
         raise
+    min_slots, max_slots = settings.admission_slots(backend.name)
     admission = Admission(
-        slots=settings.admission_slots(backend.name),
-        max_waiting=settings.max_queue,
-        timeout=settings.queue_timeout,
+        max_slots,
+        settings.max_queue,
+        settings.queue_timeout,
+        min_slots=min_slots,
         name=f"{bundle.name} version {bundle.version}",
     )
     logger.info(

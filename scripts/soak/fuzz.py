@@ -36,7 +36,7 @@ def measure(ctx: Context) -> dict[str, Any]:
             "--max-time", str(int(sizes.fuzz_seconds)), "--seed", "1", "--header", f"X-API-Key: {API_KEY}",
             "--report", "json", "--report-json-path", str(report), "--no-color",
         ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, cwd=ctx.work, capture_output=True, text=True, check=False)  # its cache there
         (ctx.work / "schemathesis.log").write_text(done.stdout + done.stderr)
         statuses: dict[str, float] = {}
         for line in server.get("/metrics")[1].decode().splitlines():
