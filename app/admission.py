@@ -5,11 +5,12 @@ request that cannot start within ``timeout`` seconds is refused with ``Overloade
 instead of being answered after everyone gave up. Waiting happens before decoding, so a refused request has cost no
 decode and no inference.
 
-How many are served at once adapts to the model's speed on this machine (Little's law): while requests wait, the
-limit follows ``throughput x timeout / 4``, so that a request let in is answered within about a quarter of the
-time-out once it starts, however slow the machine has become (another tenant, a throttled container), between
-``min_slots`` (one request per decode thread and per inference worker) and ``max_slots`` (full batches on every
-worker).
+How many are served at once adapts to the model's speed on this machine: while requests wait, the time each one
+held its slot is measured over short windows, and the limit is scaled by the target (a quarter of the time-out)
+over that time (Little's law: requests in service = throughput x time in service), growing at most twofold a
+window. A request let in is thus answered within about a quarter of the time-out once it starts, however slow the
+machine has become (another tenant, a throttled container); the limit stays between ``min_slots`` (one request per
+decode thread and per inference worker) and ``max_slots`` (full batches on every worker).
 
 Waiting requests are let in oldest first, until the oldest has waited more than half the time-out: the queue is
 then standing (the model is overloaded) and the newest is let in first, so the requests that are served are answered
@@ -25,19 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
 
-RATE_WINDOW_SECONDS = 0.5
-"""How often the throughput estimate (and with it the limit) is updated while requests wait."""
-RATE_SMOOTHING = 0.5
-"""Weight of the newest window in the throughput estimate."""
+WINDOW_SECONDS = 0.5
+"""How often the limit is reconsidered while requests wait."""
 IN_SERVICE_SHARE = 0.25
-"""The share of the time-out a request let in should take to be answered: the limit is throughput x this x time-out."""
+"""The share of the time-out a request let in should hold its slot for (decoding, batching, inference)."""
+MAX_GROWTH = 2.0
+"""The most the limit grows after one window whose requests were served faster than that."""
 STANDING_SHARE = 0.5
 """A queue whose oldest request has waited this share of the time-out is standing: the newest is let in first."""
+
+
+_HELD: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("imgclf_admission_held", default=None)
+"""The admission whose slot the current task holds (its request was let in at the HTTP edge)."""
 
 
 class OverloadedError(RuntimeError):
@@ -76,8 +82,8 @@ class Admission:
         self._in_service = 0
         self._waiters: deque[tuple[asyncio.Future[None], float]] = deque()
         self._waiting = 0  # live waiters: the deque may still hold some that gave up
-        self._rate = 0.0  # requests finished per second while saturated (0: not measured yet)
         self._window_start = -1.0
+        self._window_held = 0.0  # seconds the slots released in this window were held, in all
         self._window_done = 0
         self._window_saturated = False
 
@@ -96,12 +102,19 @@ class Admission:
     @contextlib.asynccontextmanager
     async def slot(self, timeout: float | None = None) -> AsyncIterator[None]:
         """Hold one slot for the block; ``OverloadedError`` when none comes free in time (``timeout`` overrides
-        the model's)."""
+        the model's). Within a block of the same admission in this task (the HTTP edge took the slot already),
+        nothing more is taken."""
+        if _HELD.get() is self:
+            yield
+            return
         await self.acquire(timeout)
+        started = self._now()
+        token = _HELD.set(self)
         try:
             yield
         finally:
-            self.release()
+            _HELD.reset(token)
+            self.release(self._now() - started)
 
     async def acquire(self, timeout: float | None = None) -> None:
         if self._in_service < self.limit and self._waiting == 0:
@@ -129,11 +142,13 @@ class Admission:
                 raise self._refusal(limit, f"no slot came free within {limit:g} s") from None
             raise
 
-    def release(self) -> None:
-        """Free a slot and let in as many waiting requests as the limit allows."""
+    def release(self, held: float | None = None) -> None:
+        """Free a slot held for ``held`` seconds (None: not measured) and let in as many waiting requests as the
+        limit allows."""
         self._in_service -= 1
         now = self._now()
-        self._count_done(now)
+        if held is not None:
+            self._adapt(now, held)
         while self._in_service < self.limit:
             waiter = self._next_waiter(now)
             if waiter is None:
@@ -145,21 +160,22 @@ class Admission:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    def _count_done(self, now: float) -> None:
-        """Measure the throughput over windows in which requests waited, and set the limit from it."""
+    def _adapt(self, now: float, held: float) -> None:
+        """Over each window in which requests waited, compare the time slots were held with the target."""
         if self._window_start < 0:
             self._window_start = now
-            return
+        self._window_held += held
         self._window_done += 1
-        elapsed = now - self._window_start
-        if elapsed < RATE_WINDOW_SECONDS:
+        if now - self._window_start < WINDOW_SECONDS:
             return
         if self._window_saturated or self._waiting:
-            rate = self._window_done / elapsed
-            self._rate = rate if not self._rate else RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * self._rate
-            wanted = math.ceil(self._rate * self.timeout * IN_SERVICE_SHARE - 1e-6)  # no extra for a rounding error
+            ratio = self.timeout * IN_SERVICE_SHARE / max(self._window_held / self._window_done, 1e-9)
+            if ratio < 1:  # Little's law: the limit at which requests would hold their slots for the target
+                wanted = math.floor(self.limit * ratio)
+            else:  # faster than the target: grow, at most twofold a window (the machine may be idle, or not)
+                wanted = max(self.limit + 1, math.floor(self.limit * min(ratio, MAX_GROWTH)))
             self.limit = max(self.min_slots, min(self.max_slots, wanted))
-        self._window_start, self._window_done, self._window_saturated = now, 0, False
+        self._window_start, self._window_held, self._window_done, self._window_saturated = now, 0.0, 0, False
 
     def _next_waiter(self, now: float) -> asyncio.Future[None] | None:
         waiters = self._waiters

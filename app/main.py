@@ -15,6 +15,7 @@ from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
 from app.api.routes import admin, health, inference, metrics, models
+from app.api.shedding import SheddingMiddleware
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.inference import InferencePipeline
@@ -87,7 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    # The last middleware added runs first: metrics see every response, the body limit guards the routes.
+    # The last middleware added runs first: metrics see every response, the body limit guards the routes, and
+    # requests to the inference routes wait for their model's slot before FastAPI handles them.
+    app.add_middleware(SheddingMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     return app

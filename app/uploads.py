@@ -77,6 +77,10 @@ class DisconnectWatch:
             and (waiting.result()["type"] == "http.disconnect")
         )
 
+    async def wait(self) -> Message:
+        """The message the watch is waiting for (a disconnect), for another reader of the same request."""
+        return await asyncio.shield(self._waiting)
+
     def close(self) -> None:
         if not self._waiting.done():
             self._waiting.cancel()

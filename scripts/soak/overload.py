@@ -10,43 +10,39 @@ import time
 from typing import Any
 
 from scripts.bench.machine import load_average
-from scripts.soak.client import Records, closed_loop, one_request
+from scripts.soak import goodput
+from scripts.soak.client import closed_loop, one_request
 from scripts.soak.context import Context, metric_sum, rss_mib
 
 WARM_UP_SECONDS = 2.0
 RECOVERY_LIMIT_SECONDS = 30.0
 
 
-def point(records: Records, deadline: float) -> dict[str, Any]:
-    return {
-        "answers_per_s": records.rate(),
-        "goodput": records.rate(200, deadline),
-        "ok_per_s": records.rate(200),
-        "statuses": records.statuses(),
-        "p50_ok_ms": records.percentile_ms(50),
-        "p99_ok_ms": records.percentile_ms(99),
-        "p50_503_ms": records.percentile_ms(50, 503),
-    }
-
-
 def measure(ctx: Context) -> dict[str, Any]:
     ctx.fresh_models()
     sizes, request = ctx.sizes, ctx.predict()
-    result: dict[str, Any] = {"deadline": sizes.deadline, "loads": [load_average()], "peaks": {}}
+    result: dict[str, Any] = {
+        "deadline": sizes.deadline,
+        "generator": goodput.generator_name(),
+        "loads": [load_average()],
+        "peaks": {},
+    }
+
+    def point(clients: int, seconds: float) -> dict[str, Any]:
+        found = goodput.measure(server.port, request, clients, seconds, sizes.deadline, ctx.work).summary()
+        print(f"  {clients} clients: {found}", flush=True)
+        return found
+
     with ctx.service("overload") as server:
         alone = closed_loop(server.port, request, 1, seconds=sizes.point_seconds / 2)
         result["alone_p50_ms"] = alone.percentile_ms(50)
         for clients in sizes.peak_clients:
-            closed_loop(server.port, request, clients, seconds=WARM_UP_SECONDS)
-            result["peaks"][clients] = point(closed_loop(server.port, request, clients, seconds=sizes.point_seconds),
-                                             sizes.deadline)  # fmt: skip
-            print(f"  {clients} clients: {result['peaks'][clients]}", flush=True)
+            goodput.measure(server.port, request, clients, WARM_UP_SECONDS, sizes.deadline, ctx.work)
+            result["peaks"][clients] = point(clients, sizes.point_seconds)
         rss_before = rss_mib(server.process.pid)
-        overloaded = closed_loop(server.port, request, sizes.overload_clients, seconds=sizes.overload_seconds)
-        result["overload"] = point(overloaded, sizes.deadline)
+        result["overload"] = point(sizes.overload_clients, sizes.overload_seconds)
         result["overload"]["clients"] = sizes.overload_clients
         result["overload"]["rss_mib"] = [rss_before, rss_mib(server.process.pid)]
-        print(f"  {sizes.overload_clients} clients: {result['overload']}", flush=True)
         result["after"] = recovery(ctx, server.port, result["alone_p50_ms"])
         result["overloaded_total"] = metric_sum(server, "imgclf_errors_total", code="overloaded")
         result["disconnected_total"] = metric_sum(server, "imgclf_errors_total", code="client_disconnected")
@@ -80,17 +76,17 @@ def render(result: dict[str, Any]) -> list[str]:
         "### Overload and recovery",
         "",
         f"Goodput = 200 answers within **{result['deadline']:g} s** per second; the clients resend at once and ignore"
-        " Retry-After, as wrk does. Load average "
-        f"{result['loads'][0]:.1f} -> {result['loads'][1]:.1f}.",
+        f" Retry-After. Load: {result['generator']}. Load average {result['loads'][0]:.1f} -> "
+        f"{result['loads'][1]:.1f}.",
         "",
-        "| clients | answers/s | goodput/s | 200/s | statuses | p50 200 ms | p99 200 ms | p50 503 ms |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| clients | answers/s | goodput/s | 200 | 503 | errors | mean 200 ms | max 200 ms | mean 503 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = [*result["peaks"].items(), (over["clients"], over)]
     for clients, p in rows:
         lines.append(
-            f"| {clients} | {p['answers_per_s']:.1f} | {p['goodput']:.1f} | {p['ok_per_s']:.1f} | {p['statuses']} | "
-            f"{p['p50_ok_ms']:.0f} | {p['p99_ok_ms']:.0f} | {p['p50_503_ms']:.0f} |"
+            f"| {clients} | {p['answers_per_s']:.1f} | {p['goodput']:.1f} | {p['ok']} | {p['refused']} | "
+            f"{p['errors'] + p['other']} | {p['ok_mean_ms']:.0f} | {p['ok_max_ms']:.0f} | {p['refused_mean_ms']:.0f} |"
         )
     lines += [
         "",

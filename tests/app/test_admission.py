@@ -124,24 +124,25 @@ class Clock:
         return self.now
 
 
-def test_the_limit_follows_the_throughput_while_requests_wait() -> None:
+def test_the_limit_follows_how_long_requests_take_while_others_wait() -> None:
     async def scenario() -> list[int]:
         clock = Clock()
-        admission = Admission(max_slots=40, max_waiting=1000, timeout=1.0, min_slots=4, clock=clock)
+        admission = Admission(max_slots=40, max_waiting=1000, timeout=2.0, min_slots=4, clock=clock)
         await occupied(admission, 40)
         order: list[str] = []
         waiters = [asyncio.ensure_future(queued(admission, str(i), order)) for i in range(800)]
         await asyncio.sleep(0)
         limits = []
-        for rate in (20.0, 200.0):  # the model finishes 20 requests a second (a slow machine), then 200
-            for _ in range(int(2 * rate)):  # two seconds of work
-                clock.now += 1 / rate
-                admission.release()
+        # A slow machine: a request holds its slot 2 s, four times the target (a quarter of the time-out) ...
+        for held in (2.0, 0.1):  # ... then a fast one: 0.1 s
+            for _ in range(60):  # 3 s of releases, one every 50 ms
+                clock.now += 0.05
+                admission.release(held)
             limits.append(admission.limit)
         for waiter in waiters:
             waiter.cancel()
         return limits
 
     slow, fast = asyncio.run(scenario())
-    assert slow == 5  # 20/s x 0.25 s: what is let in is answered within a quarter of the time-out
-    assert fast == 40  # 200/s x 0.25 s = 50, capped at the most slots
+    assert slow == 4  # shrunk in proportion each window (40 -> 10 -> 4), not below one per decode thread/worker
+    assert fast == 40  # grown back, at most twofold a window, up to full batches on every worker
