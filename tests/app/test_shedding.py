@@ -83,8 +83,8 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-def post(client: TestClient) -> int:
-    return client.post("/v1/predict", content=JPEG, headers={"content-type": "image/jpeg"}).status_code
+def post(client: TestClient, path: str = "/v1/predict") -> int:
+    return client.post(path, content=JPEG, headers={"content-type": "image/jpeg"}).status_code
 
 
 def fill(client: TestClient, count: int) -> tuple[list[threading.Thread], list[int]]:
@@ -164,3 +164,22 @@ def test_the_work_of_a_client_that_went_away_is_dropped(models_dir: Path, held: 
         assert live.metric_lines('imgclf_errors_total{code="client_disconnected"}') == [
             'imgclf_errors_total{code="client_disconnected"} 1.0'
         ]
+
+
+def test_only_requests_a_model_can_take_are_shed(make_client: ClientFactory, held: list[HeldBackend]) -> None:
+    client = make_client(**TINY_SERVICE, max_queue=0, queue_timeout=0)
+    [backend] = held
+    admission = admission_of(client.app)  # type: ignore[arg-type]
+    backend.open.clear()
+    threads, statuses = fill(client, 2)
+    wait_for(lambda: admission.in_service == 2, "both slots are taken")
+    assert post(client, "/v1/models/tiny/predict") == 503
+    assert post(client, "/v1/models/nope/predict") == 404  # not shed: the route says what is wrong
+    assert post(client, "/v1/predict?version=abc") == 422
+    assert post(client, "/v1/predict?version=9") == 404
+    backend.open.set()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200, 200]
+    metrics = client.get("/metrics").text
+    assert 'imgclf_requests_total{method="POST",route="/v1/models/{name}/predict",status="503"} 1.0' in metrics
