@@ -60,12 +60,16 @@ class SheddingMiddleware:
         watch = DisconnectWatch(receive)
         replay = _Replay(body, watch)
         del body  # the replay holds it until the route has read it, and no longer
+        admitted = False
         try:
             async with model.admission.slot():
                 if await watch():
                     raise ClientDisconnectedError("the client went away while its request waited")
+                admitted = True
                 await self.app(scope, replay.receive, send)
         except (OverloadedError, ClientDisconnectedError) as refused:
+            if admitted:  # the route's own (its handlers answered it already)
+                raise
             await self._answer(scope, send, refused)
         finally:
             watch.close()
