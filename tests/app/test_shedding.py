@@ -3,6 +3,7 @@ Retry-After at once, and the work of a client that went away is dropped before d
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import threading
 import time
@@ -17,6 +18,7 @@ import app.model
 from app.admission import Admission
 from app.backends import Backend, Batch, Outputs
 from app.config import Settings
+from app.uploads import ClientDisconnectedError, Upload
 from modelspec import Bundle
 from tests.app.conftest import ClientFactory
 from tests.app.live_server import live_server
@@ -183,3 +185,24 @@ def test_only_requests_a_model_can_take_are_shed(make_client: ClientFactory, hel
     assert statuses == [200, 200]
     metrics = client.get("/metrics").text
     assert 'imgclf_requests_total{method="POST",route="/v1/models/{name}/predict",status="503"} 1.0' in metrics
+
+
+def test_the_pipeline_drops_the_work_of_a_client_that_is_gone(make_client: ClientFactory) -> None:
+    """Other entry points (a protocol, a batch command) call the pipeline with a probe of their own."""
+    client = make_client()
+    services = client.app.state.services  # type: ignore[attr-defined]
+    probes: list[str] = []
+
+    async def gone_after_decoding() -> bool:
+        probes.append("probe")
+        return len(probes) > 1  # there before decoding, gone before inference
+
+    with pytest.raises(ClientDisconnectedError, match="before inference"):
+        asyncio.run(
+            services.pipeline.run(
+                lambda: services.registry.get(None), [Upload(None, JPEG)], disconnected=gone_after_decoding
+            )
+        )
+    metrics = client.get("/metrics").text
+    assert "imgclf_decode_seconds_count 1.0" in metrics  # decoded once...
+    assert 'imgclf_images_total{model="tiny"} 0.0' in metrics  # ...but never run through the model
