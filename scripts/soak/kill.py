@@ -15,10 +15,13 @@ from scripts.bench import ROOT
 from scripts.soak.bundles import copy_as_new_version, litter, size_mib
 from scripts.soak.context import Context
 
-# A writer in its own process, slowed down (0.05 s per MiB: about 2 s for the default bundle) so the kill lands
-# in the middle of it.
-WRITER = "import sys; from pathlib import Path; from scripts.soak.bundles import copy_as_new_version; " \
-    "copy_as_new_version(Path(sys.argv[1]), sys.argv[2], chunk_delay=0.05)"  # fmt: skip
+# A writer in its own process, slowed down (0.05 s per MiB: about 2 s for the default bundle) so that the kill lands
+# in the middle of it; it says when it starts writing.
+WRITER = (
+    "import sys; from pathlib import Path; from scripts.soak.bundles import copy_as_new_version; "
+    "print('writing', flush=True); copy_as_new_version(Path(sys.argv[1]), sys.argv[2], chunk_delay=0.05)"
+)
+WRITE_SECONDS = 1.8
 
 
 def measure(ctx: Context) -> dict[str, Any]:
@@ -26,10 +29,15 @@ def measure(ctx: Context) -> dict[str, Any]:
     rng = random.Random(11)
     completed = 0
     for _ in range(ctx.sizes.kills):
-        process = subprocess.Popen([sys.executable, "-c", WRITER, str(ctx.models_dir), ctx.model], cwd=ROOT)
-        time.sleep(rng.uniform(0.3, 2.0))  # part of the start-up, then most of the write
-        process.send_signal(signal.SIGKILL)
-        completed += process.wait() == 0
+        process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(ctx.models_dir), ctx.model], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        with process.stdout:
+            process.stdout.readline()
+            time.sleep(rng.uniform(0.0, WRITE_SECONDS))
+            process.send_signal(signal.SIGKILL)
+            completed += process.wait() == 0
     left = litter(ctx.models_dir)
     broken = []
     for version in list_models(ctx.models_dir)[ctx.model]:
