@@ -12,8 +12,8 @@ window. A request let in is thus answered within about a quarter of the time-out
 machine has become (another tenant, a throttled container); the limit stays between ``min_slots`` (one request per
 decode thread and per inference worker) and ``max_slots`` (full batches on every worker).
 
-Waiting requests are let in oldest first, until the oldest has waited more than half the time-out: the queue is
-then standing (the model is overloaded) and the newest is let in first, so the requests that are served are answered
+Waiting requests are let in oldest first, until the oldest has waited three quarters of the time-out: the queue
+is then standing (the model is overloaded) and the newest is let in first, so the requests that are served are answered
 in normal time and the old ones, which would be late anyway, are refused at their deadline (adaptive LIFO, as in
 "Fail at Scale", ACM Queue 2015). Refusing late rather than at once also paces clients that retry without backing
 off: each refusal costs the server a little, and a refusal at once would be followed by the next request at once.
@@ -38,8 +38,10 @@ IN_SERVICE_SHARE = 0.25
 """The share of the time-out a request let in should hold its slot for (decoding, batching, inference)."""
 MAX_GROWTH = 2.0
 """The most the limit grows after one window whose requests were served faster than that."""
-STANDING_SHARE = 0.5
-"""A queue whose oldest request has waited this share of the time-out is standing: the newest is let in first."""
+STANDING_SHARE = 0.75
+"""A queue whose oldest request has waited this share of the time-out is standing: the newest is let in first. Not
+earlier: under a moderate overload the oldest still make it in time, and turning to the newest would only make them
+miss it."""
 
 
 _HELD: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("imgclf_admission_held", default=None)

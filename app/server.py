@@ -15,8 +15,8 @@ After such an answer the connection is half-closed and what the client still sen
 moment (a "lingering close"), so that a client still writing its request reads the answer instead of a reset.
 The body's limits (size, read time-out) are the ASGI app's (``app.api.body_limit``).
 
-It keeps httptools' speed: the checks are a few integer comparisons per chunk and per header, and one timer per
-request, which uvicorn's keep-alive handling already does too (measured in docs/performance.md).
+It keeps httptools' speed: the checks are a few integer comparisons per chunk and per header, and a timer only for
+a head that does not arrive in one read (measured in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # as they arrive: bounds a head still coming
         self._header_count = 0
         self._header_size = 0  # as parsed: a head that came at once
+        self._head_started = 0.0  # loop time of the current request's first byte (or of connecting)
+        self._head_begun = False  # the parser is inside a request's head
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._discard_left = 0
@@ -103,6 +105,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._head_started = self.loop.time()
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -131,8 +134,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._refuse(400, "bad_request", f"the request is not valid HTTP/1.1 ({exc})")
             return
-        if self._in_head and self._head_bytes > self._limits.max_header_bytes:
-            self._refuse(431, "headers_too_large", self._head_too_large())
+        if self._in_head and (self._head_bytes or self._head_begun):  # a head still coming: it has until its time-out
+            if self._head_bytes > self._limits.max_header_bytes:
+                self._refuse(431, "headers_too_large", self._head_too_large())
+            elif self._head_timer is None:
+                self._arm_head_timer()
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "bad_request", f"the request is not valid HTTP/1.1 ({msg})")
@@ -141,42 +147,47 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
+        self._in_head = self._head_begun = True
         self._header_count = 0
         self._header_size = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self._limits.max_line_bytes:
-            raise _RefusalError(
-                414, "uri_too_long", f"the URL is over {self._limits.max_line_bytes:,} bytes; shorten it"
-            )
+        if self._head_timer is None:  # a head that comes whole in one read needs no timer at all
+            self._head_started = self.loop.time()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        limits = self._limits
         self._header_count += 1
+        size = len(name) + len(value)
+        self._header_size += size + 4  # ": " and CRLF
+        if (
+            size > limits.max_line_bytes
+            or self._header_count > limits.max_headers
+            or self._header_size + len(self.url) > limits.max_header_bytes
+        ):
+            self._header_refusal(name, size)
+        super().on_header(name, value)
+
+    def _header_refusal(self, name: bytes, size: int) -> None:
         limits = self._limits
         if self._header_count > limits.max_headers:
             raise _RefusalError(
                 431, "too_many_headers", f"the request has over {limits.max_headers} headers; send fewer"
             )
-        size = len(name) + len(value)
         if size > limits.max_line_bytes:
+            shown = name[:64].decode("latin-1")
             raise _RefusalError(
-                431,
-                "headers_too_large",
-                f"the header {name[:64].decode('latin-1')!r} is over {limits.max_line_bytes:,} bytes; shorten it",
+                431, "headers_too_large", f"the header {shown!r} is over {limits.max_line_bytes:,} bytes; shorten it"
             )
-        self._header_size += size + 4  # ": " and CRLF
         if self._header_size + len(self.url) > limits.max_header_bytes:
             raise _RefusalError(431, "headers_too_large", self._head_too_large())
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
-        self._in_head = False
+        self._in_head = self._head_begun = False
         self._head_bytes = 0
+        if len(self.url) > self._limits.max_line_bytes:  # a URL still coming is bounded by the head's byte count
+            raise _RefusalError(
+                414, "uri_too_long", f"the URL is over {self._limits.max_line_bytes:,} bytes; shorten it"
+            )
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -189,7 +200,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return f"the request line and headers are over {self._limits.max_header_bytes:,} bytes; send less"
 
     def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timed_out)
+        self._head_timer = self.loop.call_at(self._head_started + self._limits.header_timeout, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:

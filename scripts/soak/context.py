@@ -31,6 +31,7 @@ class Sizes:
     peak_clients: tuple[int, ...] = (16, 64)
     overload_clients: int = 512
     overload_seconds: float = 20.0
+    overload_rounds: int = 3
     point_seconds: float = 10.0
     deadline: float = 2.0  # a client's patience: the answers that count for goodput
     slow_clients: int = 250
@@ -50,6 +51,7 @@ class Sizes:
             peak_clients=(16,),
             overload_clients=128,
             overload_seconds=4.0,
+            overload_rounds=1,
             point_seconds=3.0,
             slow_clients=20,
             drain_requests=4,

@@ -9,6 +9,16 @@ import pytest
 from app.admission import Admission, OverloadedError
 
 
+class Clock:
+    """A clock the test moves by hand (the waiting room's ages and the limit's windows)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def occupied(admission: Admission, count: int) -> None:
     for _ in range(count):
         await admission.acquire()
@@ -70,11 +80,13 @@ def test_a_request_that_waits_past_the_deadline_is_refused_and_leaves_the_room()
 
 def test_a_standing_queue_lets_the_newest_in_first() -> None:
     async def scenario() -> list[str]:
-        admission = Admission(max_slots=1, max_waiting=5, timeout=0.2)
+        clock = Clock()
+        admission = Admission(max_slots=1, max_waiting=5, timeout=0.3, clock=clock)
         await occupied(admission, 1)
         order: list[str] = []
         old = asyncio.ensure_future(queued(admission, "old", order))
-        await asyncio.sleep(0.15)  # the oldest has waited over half the deadline: the queue is standing
+        await asyncio.sleep(0)
+        clock.now = 0.25  # the oldest has waited over three quarters of the time-out: the queue is standing
         new = asyncio.ensure_future(queued(admission, "new", order))
         await asyncio.sleep(0)
         admission.release()
@@ -84,6 +96,25 @@ def test_a_standing_queue_lets_the_newest_in_first() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["new"]
+
+
+def test_a_young_queue_lets_the_oldest_in_first() -> None:
+    async def scenario() -> list[str]:
+        clock = Clock()
+        admission = Admission(max_slots=1, max_waiting=5, timeout=0.3, clock=clock)
+        await occupied(admission, 1)
+        order: list[str] = []
+        old = asyncio.ensure_future(queued(admission, "old", order))
+        await asyncio.sleep(0)
+        clock.now = 0.2  # under three quarters of the time-out: the oldest can still make it
+        new = asyncio.ensure_future(queued(admission, "new", order))
+        await asyncio.sleep(0)
+        admission.release()
+        await old
+        new.cancel()
+        return order
+
+    assert asyncio.run(scenario()) == ["old"]
 
 
 def test_a_cancelled_waiter_passes_on_its_slot() -> None:
@@ -114,14 +145,6 @@ def test_the_slot_context_releases_on_errors() -> None:
         return admission
 
     assert asyncio.run(scenario()).in_service == 0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_limit_follows_how_long_requests_take_while_others_wait() -> None:
