@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-HOST ?= 127.0.0.1
-PORT ?= 8000
-MODELS_DIR ?= models
-DEFAULT_MODEL ?= efficientnet-lite0
+# The service's own variables (IMGCLF_*) in the environment win over these defaults; `make run PORT=9000` wins
+# over both. Other IMGCLF_* variables pass through to the service untouched.
+HOST ?= $(or $(IMGCLF_HOST),127.0.0.1)
+PORT ?= $(or $(IMGCLF_PORT),8000)
+MODELS_DIR ?= $(or $(IMGCLF_MODELS_DIR),models)
+DEFAULT_MODEL ?= $(if $(filter environment%,$(origin IMGCLF_DEFAULT_MODEL)),$(IMGCLF_DEFAULT_MODEL),efficientnet-lite0)
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint format default-model bench clean
@@ -18,9 +20,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+BUILT_MODEL = $(or $(DEFAULT_MODEL),efficientnet-lite0)
+
 default-model: $(STAMP)
-	@if [ -z "$$(ls -d $(MODELS_DIR)/$(DEFAULT_MODEL)/[0-9]* 2>/dev/null)" ]; then \
-		$(PY) -m training export-pretrained efficientnet_lite0 --models-dir $(MODELS_DIR) --name $(DEFAULT_MODEL); \
+	@if [ -z "$$(ls -d $(MODELS_DIR)/$(BUILT_MODEL)/[0-9]* 2>/dev/null)" ]; then \
+		$(PY) -m training export-pretrained efficientnet_lite0 --models-dir $(MODELS_DIR) --name $(BUILT_MODEL); \
 	fi
 
 run: default-model
@@ -44,7 +48,7 @@ chromium:
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy modelspec app training scripts/bench
+	$(PY) -m mypy modelspec app training scripts/bench scripts/soak
 
 format: $(STAMP)
 	$(PY) -m ruff format .
@@ -101,7 +105,7 @@ bench: default-model
 		{ $$sudo apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
-	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_ARGS)
+	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(BUILT_MODEL) $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-explain
 
 # The batch command's benchmark (about 5 minutes on an idle 2-core machine, much longer on a busy one): python -m
@@ -109,9 +113,17 @@ bench: default-model
 BENCH_BATCH_ARGS ?=
 .PHONY: bench-batch
 bench-batch: default-model
-	$(PY) -m scripts.bench.batch --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL) $(BENCH_BATCH_ARGS)
+	$(PY) -m scripts.bench.batch --models-dir $(MODELS_DIR) --model $(BUILT_MODEL) $(BENCH_BATCH_ARGS)
 
 # What one explanation costs, and /v1/predict's p50 with and without one running: BENCHMARKS.md ("## Explanations").
 .PHONY: bench-explain
 bench-explain: default-model
-	$(PY) -m scripts.bench.explain --models-dir $(MODELS_DIR) --model $(DEFAULT_MODEL)
+	$(PY) -m scripts.bench.explain --models-dir $(MODELS_DIR) --model $(BUILT_MODEL)
+
+# The reliability suite (about 12 minutes, not part of `make test`): load, overload and goodput, slow clients,
+# SIGTERM drain, reload under load, kill -9 during writes, schemathesis; writes BENCHMARKS.md ("## Reliability").
+# SOAK_ARGS='--only overload' reruns one part, '--quick' checks the suite in a few minutes.
+SOAK_ARGS ?=
+.PHONY: soak
+soak: default-model
+	$(PY) -m scripts.soak --models-dir $(MODELS_DIR) --model $(BUILT_MODEL) $(SOAK_ARGS)

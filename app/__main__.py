@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any
 
 import uvicorn
 
 from app.config import Settings
+from app.server import PROTOCOL_PATH, HttpLimits, protocol_class
+
+
+def export_overrides(overrides: Mapping[str, Any], environ: MutableMapping[str, str] = os.environ) -> None:
+    """Put command-line settings into the environment: uvicorn's worker processes build their settings (and the
+    HTTP protocol its limits) from the environment alone."""
+    for key, value in overrides.items():
+        environ[f"IMGCLF_{key.upper()}"] = str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,11 +38,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if settings.workers > 1:
         # Each worker process builds its own app (and loads its own models) from the same environment.
-        uvicorn.run("app.main:create_app", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
+        export_overrides(overrides)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            workers=settings.workers,
+            http=PROTOCOL_PATH,
+            **common,  # type: ignore[arg-type]
+        )
     else:
         from app.main import create_app
 
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        http = protocol_class(HttpLimits.from_settings(settings))
+        uvicorn.run(create_app(settings), http=http, **common)  # type: ignore[arg-type]
     return 0
 
 

@@ -77,6 +77,7 @@ class Batcher:
         self.max_wait = max_wait
         self.combine = combine
         self._observer = observer
+        self._observer_failures = 0
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -130,6 +131,10 @@ class Batcher:
                 self._busy += 1
             try:
                 self._process(jobs, self._run_alone if alone else self._run)
+            except Exception as exc:  # a bug of ours: answer the batch's requests and keep the worker alive
+                logger.exception("the batch worker failed; answering its %d requests with the error", len(jobs))
+                for job in jobs:
+                    self._deliver(job, exc)
             finally:
                 with self._lock:
                     self._busy -= 1
@@ -171,13 +176,25 @@ class Batcher:
                 self._process([job], run)
             return
         elapsed = time.perf_counter() - started
-        if self._observer is not None:
-            self._observer(sum(len(j.images) for j in live), [started - j.enqueued_at for j in live], elapsed)
+        self._observe(sum(len(j.images) for j in live), [started - j.enqueued_at for j in live], elapsed)
         offset = 0
         for job in live:
             count = len(job.images)
             self._deliver(job, (outputs[0][offset : offset + count], outputs[1][offset : offset + count]))
             offset += count
+
+    def _observe(self, batch_size: int, queue_waits: list[float], inference_seconds: float) -> None:
+        """Tell the observer (the metrics); its failure must not cost the requests their answers."""
+        if self._observer is None:
+            return
+        try:
+            self._observer(batch_size, queue_waits, inference_seconds)
+        except Exception:
+            self._observer_failures += 1
+            if self._observer_failures == 1:  # the traceback once, not once per batch
+                logger.exception("the batch observer failed; answers are delivered, metrics may be incomplete")
+            else:
+                logger.debug("the batch observer failed again (%d times)", self._observer_failures, exc_info=True)
 
     def _run_in_chunks(self, run: Callable[[Batch], Outputs], batch: Batch) -> Outputs:
         if len(batch) <= self.max_batch_size:

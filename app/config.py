@@ -138,6 +138,45 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    # Reliability: what a reverse proxy would enforce, and load shedding (README "Reliability")
+    max_header_line_bytes: int = Field(
+        default=16 * 1024,
+        ge=256,
+        description="Longest request line or header line (name + value); 414 / 431 above it.",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Most bytes of request line and headers together; 431 above it."
+    )
+    max_headers: int = Field(default=100, ge=1, description="Most header lines in a request; 431 above it.")
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send the request line and headers, counted from its first byte (or "
+        "from connecting); 408 and the connection closed after it.",
+    )
+    body_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds the body may stall between two reads; 408 and the connection closed after it.",
+    )
+    max_queue: int = Field(
+        default=512,
+        ge=0,
+        description="Requests that may wait for a model (beyond those it is serving); 503 overloaded above it.",
+    )
+    queue_timeout: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a request may wait for its model before it is refused with 503 overloaded and "
+        "Retry-After; under overload the requests let in are answered within about this long.",
+    )
+    reload_settle_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A new version that does not load while its files changed less than this long ago is still "
+        "being copied: it is retried, not reported as failed.",
+    )
+
     def cores_per_worker(self) -> int:
         return max(1, available_cores() // self.workers)
 
@@ -151,3 +190,9 @@ class Settings(BaseSettings):
         if self.inference_workers:
             return self.inference_workers
         return self.resolved_intra_op_threads() if backend == "onnx" else 1
+
+    def admission_slots(self, backend: str) -> tuple[int, int]:
+        """The fewest and most requests a model serves at once (``app.admission`` adapts between them): one for
+        each decode thread and inference worker; enough for full batches on every worker too."""
+        decode, workers = self.resolved_decode_threads(), self.resolved_inference_workers(backend)
+        return decode + workers, decode + self.max_batch_size * workers

@@ -17,11 +17,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from app.admission import OverloadedError
 from app.inference import InferenceError, InferenceFailedError, InvalidInputError, ModelReloadingError
 from app.oip.errors import ImageInputTooLargeError, ProtocolError, TooManyInputsError, UnsupportedEncodingError
 from app.registry import ModelLookupError, ModelNotFoundError, NotReadyError, VersionNotFoundError
-from app.uploads import PayloadTooLargeError, UnsupportedMediaTypeError, UploadError
+from app.uploads import (
+    ClientDisconnectedError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnsupportedMediaTypeError,
+    UploadError,
+)
 from modelspec.decode import (
     EmptyImageError,
     ImageError,
@@ -45,8 +53,11 @@ class APIError(Exception):
         self.headers = headers
 
 
-DomainError = ImageError | UploadError | ModelLookupError | InferenceError | ProtocolError
-DOMAIN_ERRORS = (ImageError, UploadError, ModelLookupError, InferenceError, ProtocolError)
+DomainError = ImageError | UploadError | ModelLookupError | InferenceError | ProtocolError | OverloadedError
+DOMAIN_ERRORS = (ImageError, UploadError, ModelLookupError, InferenceError, ProtocolError, OverloadedError)
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status nginx logs for a client that closed the connection first; nobody receives it, the metrics count it."""
 
 # The most specific class in an error's ancestry decides; each family's base has a status of its own.
 _DOMAIN_STATUS: dict[type[Exception], int] = {
@@ -58,6 +69,7 @@ _DOMAIN_STATUS: dict[type[Exception], int] = {
     UploadError: 400,
     UnsupportedMediaTypeError: 415,
     PayloadTooLargeError: 413,
+    RequestTimeoutError: 408,
     ModelLookupError: 404,
     ModelNotFoundError: 404,
     VersionNotFoundError: 404,
@@ -70,6 +82,7 @@ _DOMAIN_STATUS: dict[type[Exception], int] = {
     TooManyInputsError: 413,
     ImageInputTooLargeError: 413,
     UnsupportedEncodingError: 415,
+    OverloadedError: 503,
 }
 
 
@@ -90,8 +103,17 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+def error_headers(error: DomainError) -> dict[str, str] | None:
+    """Headers an error's answer needs: ``Retry-After`` for a refusal under load."""
+    if isinstance(error, OverloadedError):
+        return {"Retry-After": str(error.retry_after)}
+    return None
+
+
 def domain_error_response(error: DomainError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return error_response(http_status(error), error.code, str(error), headers)
+    return error_response(
+        http_status(error), error.code, str(error), {**(error_headers(error) or {}), **(headers or {})}
+    )
 
 
 def _respond(
@@ -125,7 +147,14 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DOMAIN_ERRORS)
-    return _respond(request, http_status(exc), exc.code, str(exc))
+    return _respond(request, http_status(exc), exc.code, str(exc), error_headers(exc))
+
+
+async def _client_disconnected(request: Request, exc: Exception) -> JSONResponse:
+    """A client that hung up (while sending its body, or while its request waited): logged without a traceback,
+    counted as ``client_disconnected`` / status 499, and never mistaken for a bug of ours."""
+    logger.info("client went away during %s %s (%s)", request.method, request.url.path, str(exc) or type(exc).__name__)
+    return _respond(request, CLIENT_CLOSED_REQUEST, ClientDisconnectedError.code, "the client closed the connection")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -156,5 +185,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for family in DOMAIN_ERRORS:
         app.add_exception_handler(family, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
+    app.add_exception_handler(ClientDisconnectedError, _client_disconnected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

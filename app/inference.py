@@ -17,7 +17,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from app.batching import BatcherClosedError
 from app.config import Settings
 from app.metrics import Metrics
 from app.model import LoadedModel
-from app.uploads import Upload
+from app.uploads import ClientDisconnectedError, Upload
 from modelspec import Preprocessing
 from modelspec.decode import DEFAULT_MAX_PIXELS, DecodeLimits, ImageError, load_input, read_file
 from modelspec.preprocess import Float32Array
@@ -73,6 +73,9 @@ class ImageFile:
 ModelInput = Upload | ImageFile | Float32Array
 """An encoded image, an image file, or one image already preprocessed for the model (float32, CHW)."""
 
+DisconnectProbe = Callable[[], Awaitable[bool]]
+"""Says whether the client is gone (``request.is_disconnected``): its work is then dropped."""
+
 
 @dataclass(frozen=True)
 class ImageOutcome:
@@ -103,13 +106,25 @@ class InferencePipeline:
         self._decode_threads = settings.resolved_decode_threads()
         self._pool = ThreadPoolExecutor(self._decode_threads, thread_name_prefix="decode")
 
-    async def run(self, resolve: Callable[[], LoadedModel], inputs: Sequence[ModelInput]) -> Inference:
+    async def run(
+        self,
+        resolve: Callable[[], LoadedModel],
+        inputs: Sequence[ModelInput],
+        *,
+        disconnected: DisconnectProbe | None = None,
+        queue_timeout: float | None = None,
+    ) -> Inference:
         """Run ``inputs`` through the model ``resolve`` returns; resolve again once if it was unloaded meanwhile
-        (a hot reload), since the new version may preprocess differently."""
+        (a hot reload), since the new version may preprocess differently.
+
+        The request first waits for one of the model's slots (``app.admission``): ``OverloadedError`` if none comes
+        free within ``queue_timeout`` (default: the model's). With ``disconnected``, the work of a client that went
+        away is dropped before decoding and before inference (``ClientDisconnectedError``)."""
         for attempt in (1, 2):
             model = resolve()
             try:
-                return Inference(model, await self._run_on(model, inputs))
+                async with model.admission.slot(queue_timeout):
+                    return Inference(model, await self._run_on(model, inputs, disconnected))
             except BatcherClosedError:
                 if attempt == 2:
                     raise ModelReloadingError("the model is being reloaded; retry in a moment") from None
@@ -143,8 +158,11 @@ class InferencePipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._timed_decode, upload, prep)
 
-    async def _run_on(self, model: LoadedModel, inputs: Sequence[ModelInput]) -> list[ImageOutcome]:
+    async def _run_on(
+        self, model: LoadedModel, inputs: Sequence[ModelInput], disconnected: DisconnectProbe | None
+    ) -> list[ImageOutcome]:
         filenames = [item.filename if isinstance(item, Upload | ImageFile) else None for item in inputs]
+        await _drop_if_gone(disconnected, "decoding")
         prepared = await self._prepare(model, inputs)
         arrays = {i: item for i, item in enumerate(prepared) if not isinstance(item, ItemError)}
         outcomes = [
@@ -153,6 +171,7 @@ class InferencePipeline:
         ]
         if not arrays:
             return outcomes
+        await _drop_if_gone(disconnected, "inference")
         good = list(arrays)
         batch = arrays[good[0]][None] if len(good) == 1 else np.stack([arrays[i] for i in good])
         try:
@@ -189,6 +208,11 @@ class InferencePipeline:
         array = load_input(item.data if isinstance(item, Upload) else read_file(item.path), prep, self._limits)
         self._metrics.decode.observe(time.perf_counter() - started)
         return array
+
+
+async def _drop_if_gone(disconnected: DisconnectProbe | None, stage: str) -> None:
+    if disconnected is not None and await disconnected():
+        raise ClientDisconnectedError(f"the client went away before {stage}; its request was dropped")
 
 
 def _checked_array(model: LoadedModel, array: Float32Array) -> Float32Array | InvalidInputError:

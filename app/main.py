@@ -15,6 +15,7 @@ from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
 from app.api.routes import admin, explain, health, inference, metrics, models, v2, v2_infer
+from app.api.shedding import SheddingMiddleware
 from app.api.v2_errors import V2ErrorShapeMiddleware
 from app.api.web import install_web
 from app.config import Settings
@@ -23,6 +24,7 @@ from app.explain import ExplainSlots
 from app.inference import InferencePipeline
 from app.metrics import Metrics, MetricsMiddleware
 from app.registry import ModelRegistry
+from modelspec import remove_stale_temp_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(remove_stale_temp_dirs, settings.models_dir)  # litter of killed bundle writers
         registry = ModelRegistry(settings, app_metrics)  # each model is warmed up as it loads
         report = await asyncio.to_thread(registry.refresh)
         if not report.loaded:
@@ -100,8 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    # The last middleware added runs first: metrics see every response, the body limit guards the routes.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # The last middleware added runs first: metrics see every response, the body limit guards the routes, and
+    # requests to the inference routes wait for their model's slot before FastAPI handles them.
+    app.add_middleware(SheddingMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     app.add_middleware(V2ErrorShapeMiddleware)  # /v2 errors in the protocol's shape, whoever answered
     install_web(app, settings)  # the page, the offline API docs, CORS (outermost)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.admission import Admission
 from app.backends import Backend, create_backend
 from app.batching import Batcher
 from app.config import Settings
@@ -37,6 +38,7 @@ class LoadedModel:
     backend: Backend
     batcher: Batcher
     loaded_at: str = field(default_factory=now)
+    admission: Admission = field(default_factory=lambda: Admission(max_slots=1 << 30, max_waiting=0, timeout=0))
 
     @property
     def name(self) -> str:
@@ -91,6 +93,14 @@ def load_model(
     except BaseException:
         backend.close()
         raise
+    min_slots, max_slots = settings.admission_slots(backend.name)
+    admission = Admission(
+        max_slots,
+        settings.max_queue,
+        settings.queue_timeout,
+        min_slots=min_slots,
+        name=f"{bundle.name} version {bundle.version}",
+    )
     logger.info(
         "loaded %s version %d (%s on %s, %d classes) in %.2f s",
         bundle.name,
@@ -100,7 +110,7 @@ def load_model(
         bundle.spec.num_classes,
         time.perf_counter() - started,
     )
-    return LoadedModel(bundle=bundle, backend=backend, batcher=batcher)
+    return LoadedModel(bundle=bundle, backend=backend, batcher=batcher, admission=admission)
 
 
 def check_outputs(bundle: Bundle, backend: Backend) -> None:

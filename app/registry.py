@@ -2,16 +2,19 @@
 
 ``refresh()`` scans the models folder. For each model it keeps the newest ``versions_loaded`` versions that load:
 a new version is assembled by ``app.model.load_model`` (hashes verified, backend created, checked and warmed up)
-and only then swapped in; a broken or half-copied version is refused, logged and reported, and the versions already
-loaded keep serving. Readers never lock: they read an immutable snapshot that ``refresh`` replaces in one
-assignment, so requests in flight keep the model they started with. Unloaded versions' batchers finish their queued
-requests before they stop.
+and only then swapped in; the versions already loaded keep serving meanwhile. A version that does not load while its
+files changed less than ``reload_settle_seconds`` ago is being copied (``cp -r`` into the models folder): it is
+"waiting for files", reported and retried, not a failure. Once its files have settled, a version that still does
+not load is refused, logged and reported. Readers never lock: they read an immutable snapshot that ``refresh``
+replaces in one assignment, so requests in flight keep the model they started with. Unloaded versions' batchers
+finish their queued requests before they stop.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +74,17 @@ def choose_default(names: Collection[str], configured: str | None) -> str | None
     return PREFERRED_DEFAULT if PREFERRED_DEFAULT in names else min(names)
 
 
+def seconds_since_change(path: Path) -> float:
+    """Seconds since anything in a bundle folder last changed. The inode change time counts too: ``cp -a`` keeps
+    the original modification times, but not the change times."""
+    try:
+        entries = [path, *path.iterdir()]
+        latest = max(max(p.stat().st_mtime, p.stat().st_ctime) for p in entries)
+    except (OSError, ValueError):
+        return 0.0
+    return time.time() - latest
+
+
 @dataclass(frozen=True)
 class LoadFailure:
     version: int
@@ -84,6 +98,7 @@ class RefreshReport:
     loaded: list[tuple[str, int]] = field(default_factory=list)
     unloaded: list[tuple[str, int]] = field(default_factory=list)
     failed: list[tuple[str, int, str]] = field(default_factory=list)
+    waiting: list[tuple[str, int]] = field(default_factory=list)  # still being copied: retried at the next scan
 
 
 Snapshot = Mapping[str, Mapping[int, LoadedModel]]
@@ -96,6 +111,7 @@ class ModelRegistry:
         self._backend_factory = backend_factory
         self._models: Snapshot = MappingProxyType({})
         self._failures: dict[str, dict[int, LoadFailure]] = {}
+        self._waiting: set[tuple[str, int]] = set()  # versions reported as waiting for files (logged once)
         self._refresh_lock = threading.Lock()
 
     # Reading (event loop, lock-free)
@@ -185,17 +201,36 @@ class ModelRegistry:
                 keep[version] = load_model(path, self._settings, self._metrics, self._backend_factory)
             except Exception as exc:
                 message = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"
-                failures[version] = LoadFailure(version, message, now(), signature)
-                report.failed.append((name, version, message))
-                self._metrics.load_failures.inc()
-                logger.error("refused %s version %d: %s", name, version, message)
+                self._refused(name, version, path, message, signature, report)
                 continue
             failures.pop(version, None)
+            self._waiting.discard((name, version))
             report.loaded.append((name, version))
         for version in list(failures):
             if version not in versions:
                 del failures[version]
+        self._waiting = {(n, v) for n, v in self._waiting if n != name or v in versions}
         return keep
+
+    def _refused(
+        self, name: str, version: int, path: Path, message: str, signature: Signature, report: RefreshReport
+    ) -> None:
+        """A version that did not load: waiting for files while they still change, else a failure."""
+        changed = seconds_since_change(path)
+        if changed < self._settings.reload_settle_seconds:
+            report.waiting.append((name, version))
+            if (name, version) not in self._waiting:
+                self._waiting.add((name, version))
+                logger.info(
+                    "%s version %d is waiting for files (changed %.1f s ago; a copy in progress?): %s",
+                    name, version, changed, message,
+                )  # fmt: skip
+            return
+        self._waiting.discard((name, version))
+        self._failures.setdefault(name, {})[version] = LoadFailure(version, message, now(), signature)
+        report.failed.append((name, version, message))
+        self._metrics.load_failures.inc()
+        logger.error("refused %s version %d: %s", name, version, message)
 
     def close(self) -> None:
         with self._refresh_lock:

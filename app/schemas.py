@@ -112,6 +112,11 @@ class ReloadReport(BaseModel):
     loaded: list[ModelRef]
     unloaded: list[ModelRef]
     failed: list[FailedLoad]
+    waiting: list[ModelRef] = Field(
+        default_factory=list,
+        description="New versions that do not load yet while their files are still changing (a copy in progress); "
+        "retried at the next scan.",
+    )
 
 
 class OcclusionGridInfo(BaseModel):

@@ -13,6 +13,7 @@ from modelspec.bundle import (
     list_versions,
     read_bundle,
     read_spec,
+    remove_stale_temp_dirs,
     write_bundle,
 )
 from modelspec.decode import DecodeLimits, ImageError, decode, load_input
@@ -39,6 +40,7 @@ __all__ = [
     "preprocess",
     "read_bundle",
     "read_spec",
+    "remove_stale_temp_dirs",
     "resize_and_crop",
     "to_rgb",
     "write_bundle",

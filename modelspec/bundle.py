@@ -2,16 +2,27 @@
 
 A bundle is written into a temporary folder beside its final place and renamed into place, so a reader never sees
 half of one, and a version that exists is never overwritten. Reading verifies the sha256 of every file.
+
+A writer that is killed leaves its temporary folder (``.tmp-*``) behind. Each writer holds an exclusive ``flock``
+on a lock file inside its folder for its whole life, and the kernel drops the lock when the process dies however it
+dies; so whoever can take the lock knows the writer is gone, and removes the folder (``remove_stale_temp_dirs``, run
+before each write and by the service at start). A live writer's folder is never touched. ``flock`` works between
+processes and containers on one host (a Docker volume or bind mount shared by the trainer and the service); on a
+network filesystem it is only as good as the filesystem's locks (NFSv4: yes; some FUSE and SMB mounts: no, and there
+a folder whose lock cannot be taken is left alone).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +37,10 @@ SPEC_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
 TMP_PREFIX = ".tmp-"
+LOCK_FILE = ".writer.lock"
+ORPHAN_AGE_SECONDS = 3600.0
+"""A temporary folder without a lock file (left by a writer from before the lock files, or killed between creating
+its folder and its lock) is removed once it is this old."""
 
 FileWriter = Callable[[Path], None]
 """Writes one file of the bundle at the path it is given."""
@@ -105,7 +120,9 @@ def write_bundle(
         raise ValueError(f"{SPEC_FILE} is written from the spec; do not pass a writer for it")
     model_dir = models_dir / spec.name
     model_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(models_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{spec.name}-", dir=models_dir))
+    lock = _hold_writer_lock(tmp)
     try:
         for file_name, write in writers.items():
             write(tmp / file_name)
@@ -121,13 +138,71 @@ def write_bundle(
         final = model_dir / str(chosen)
         if final.exists():
             raise BundleError(f"{final} already exists; bundles are never overwritten, choose another version")
+        (tmp / LOCK_FILE).unlink()  # not part of the bundle; the lock itself lasts until ``lock`` is closed
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
     _fsync_dir(model_dir)
     logger.info("wrote bundle %s version %d at %s", spec.name, chosen, final)
     return Bundle(path=final, spec=final_spec)
+
+
+def _hold_writer_lock(folder: Path) -> int:
+    """Create the folder's lock file and hold it (exclusive ``flock``) until the returned descriptor is closed."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a filesystem without locks: the folder is then only removed by age
+        logger.debug("cannot lock %s; it will be cleaned up by age only", folder, exc_info=True)
+    return fd
+
+
+def _writer_gone(folder: Path) -> int | None:
+    """If the writer of ``folder`` is gone, a descriptor holding its lock (or -1: no lock file, and old enough);
+    None while it may still be writing."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            if time.time() - folder.stat().st_mtime > ORPHAN_AGE_SECONDS:
+                return -1
+        return None
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held by a live writer (or no locks on this filesystem): leave it
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_stale_temp_dirs(models_dir: Path) -> list[Path]:
+    """Remove the temporary folders that writers killed mid-write left in ``models_dir``; never a live writer's.
+    Returns the folders removed. A folder that cannot be removed (a read-only volume) is logged and left."""
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in models_dir.iterdir() if p.name.startswith(TMP_PREFIX) and p.is_dir()]
+    except OSError:
+        return removed
+    for folder in candidates:
+        held = _writer_gone(folder)
+        if held is None:
+            continue
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            logger.warning("cannot remove %s, left by an interrupted bundle writer: %s", folder, exc)
+            continue
+        finally:
+            if held >= 0:
+                os.close(held)
+        logger.info("removed %s, left by an interrupted bundle writer", folder)
+        removed.append(folder)
+    return removed
 
 
 def read_spec(bundle_dir: Path) -> ModelSpec:

@@ -24,5 +24,5 @@ def test_ruff_lint_and_format() -> None:
 
 @pytest.mark.slow
 def test_mypy() -> None:
-    result = run("mypy", "modelspec", "app", "training", "scripts/bench")
+    result = run("mypy", "modelspec", "app", "training", "scripts/bench", "scripts/soak")
     assert result.returncode == 0, result.stdout + result.stderr

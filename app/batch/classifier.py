@@ -9,6 +9,7 @@ image. Rows come out as each chunk completes (in completion order, not input ord
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
@@ -65,7 +66,8 @@ class Classifier:
 
     async def classify(self, chunk: Sequence[ImagePath]) -> list[ResultRow]:
         inputs = [ImageFile(image.file, image.name) for image in chunk]
-        inference = await self._pipeline.run(lambda: self.model, inputs)
+        # No shedding here: the job bounds its own work in flight, and every chunk is wanted however long it waits.
+        inference = await self._pipeline.run(lambda: self.model, inputs, queue_timeout=math.inf)
         labels = self.model.spec.labels
         return [result_row(outcome, self._model_id, labels, self.options) for outcome in inference.outcomes]
 

@@ -251,7 +251,7 @@ def test_admin_reload_needs_the_key(make_client: ClientFactory) -> None:
     assert_error(guarded.post("/v1/admin/reload", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
     ok = guarded.post("/v1/admin/reload", headers={"X-API-Key": "s3cret"})
     assert ok.status_code == 200
-    assert ok.json() == {"loaded": [], "unloaded": [], "failed": []}
+    assert ok.json() == {"loaded": [], "unloaded": [], "failed": [], "waiting": []}
 
 
 def test_openapi_documents_the_image_body(client: TestClient) -> None:

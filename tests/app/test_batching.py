@@ -194,3 +194,27 @@ def test_one_worker_always_runs_alone() -> None:
     asyncio.run(batcher.infer(images(*range(5))))
     batcher.close()
     assert alone.sizes == [2, 2, 1] and concurrent.sizes == []
+
+
+def test_a_failing_observer_costs_no_request_its_answer(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    def broken_observer(batch_size: int, queue_waits: list[float], inference_seconds: float) -> None:
+        calls.append(batch_size)
+        raise RuntimeError("metrics backend down")
+
+    batcher = Batcher(FakeBackend(echo), max_batch_size=4, observer=broken_observer)
+
+    async def scenario() -> list[Outputs]:
+        results = []
+        for value in (1.0, 2.0, 3.0):  # one after another: the worker must survive each failure
+            results.append(await asyncio.wait_for(batcher.infer(images(value)), timeout=10))
+        return results
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert [r[0][0, 0] for r in results] == [4.0, 8.0, 12.0]
+    assert calls == [1, 1, 1]
+    assert [r.levelname for r in caplog.records if r.exc_info] == ["ERROR"]  # the traceback once, not per batch

@@ -63,7 +63,7 @@ def test_watcher_picks_up_a_new_version_without_being_asked(make_client: ClientF
 def test_corrupt_version_is_refused_and_reported_while_the_old_keeps_serving(
     make_client: ClientFactory, models_dir: Path
 ) -> None:
-    client = make_client(api_key="k")
+    client = make_client(api_key="k", reload_settle_seconds=0)  # files just written count as settled
     before = predict(client)
     broken = models_dir / "tiny" / "2"
     shutil.copytree(models_dir / "tiny" / "1", broken)
@@ -85,7 +85,7 @@ def test_corrupt_version_is_refused_and_reported_while_the_old_keeps_serving(
 def test_half_copied_bundle_is_refused_then_loaded_once_complete(
     make_client: ClientFactory, models_dir: Path, tmp_path: Path
 ) -> None:
-    client = make_client(api_key="k")
+    client = make_client(api_key="k", reload_settle_seconds=0)  # a copy that stopped: refused at once
     staging = tmp_path / "staging"
     complete = export_tiny(staging, seed=3)  # version 1 of a second models folder
     target = models_dir / "tiny" / "2"
@@ -102,6 +102,44 @@ def test_half_copied_bundle_is_refused_then_loaded_once_complete(
     assert second["loaded"] == [{"name": "tiny", "version": 2}]
     assert served_version(client) == 2
     assert client.get("/v1/models/tiny").json()["failed_versions"] == []
+
+
+def test_a_copy_in_progress_is_waiting_for_files_not_a_failure(
+    make_client: ClientFactory, models_dir: Path, tmp_path: Path
+) -> None:
+    client = make_client(api_key="k", reload_settle_seconds=60)
+    complete = export_tiny(tmp_path / "staging", seed=3)
+    target = models_dir / "tiny" / "2"
+    target.mkdir()
+    shutil.copy(complete.path / WEIGHTS_FILE, target)  # the copy is under way
+    for _ in range(3):  # the watcher scans again and again while the copy goes on
+        report = client.post("/v1/admin/reload", headers=KEY).json()
+        assert report["waiting"] == [{"name": "tiny", "version": 2}] and report["failed"] == []
+    assert client.get("/v1/models/tiny").json()["failed_versions"] == []
+    assert "imgclf_model_load_failures_total 0.0" in client.get("/metrics").text
+    assert served_version(client) == 1
+    for item in complete.path.iterdir():  # the copy finishes
+        shutil.copy(item, target)
+    (target / SPEC_FILE).write_text((target / SPEC_FILE).read_text().replace('"version": 1', '"version": 2'))
+    report = client.post("/v1/admin/reload", headers=KEY).json()
+    assert report["loaded"] == [{"name": "tiny", "version": 2}] and report["waiting"] == []
+    assert served_version(client) == 2
+
+
+def test_a_copy_that_stopped_half_way_becomes_a_failure_once_its_files_settle(
+    make_client: ClientFactory, models_dir: Path, tmp_path: Path
+) -> None:
+    client = make_client(api_key="k", reload_settle_seconds=0.5)
+    complete = export_tiny(tmp_path / "staging", seed=3)
+    target = models_dir / "tiny" / "2"
+    target.mkdir()
+    shutil.copy(complete.path / WEIGHTS_FILE, target)
+    assert client.post("/v1/admin/reload", headers=KEY).json()["waiting"] == [{"name": "tiny", "version": 2}]
+    time.sleep(0.6)  # nothing changes any more: the copy was interrupted
+    report = client.post("/v1/admin/reload", headers=KEY).json()
+    assert report["waiting"] == [] and [f["version"] for f in report["failed"]] == [2]
+    assert [f["version"] for f in client.get("/v1/models/tiny").json()["failed_versions"]] == [2]
+    assert "imgclf_model_load_failures_total 1.0" in client.get("/metrics").text
 
 
 def test_removing_the_newest_version_rolls_back(make_client: ClientFactory, models_dir: Path) -> None:

@@ -18,10 +18,12 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
     responses={status: {"model": ErrorResponse} for status in (401, 403, 422)},
 )
 async def reload_models(registry: RegistryDep) -> ReloadReport:
-    """Rescan the models folder now: load new versions, unload removed ones, report refused bundles."""
+    """Rescan the models folder now: load new versions, unload removed ones, report refused bundles and those
+    still being copied."""
     report = await asyncio.to_thread(registry.refresh)
     return ReloadReport(
         loaded=[ModelRef(name=n, version=v) for n, v in report.loaded],
         unloaded=[ModelRef(name=n, version=v) for n, v in report.unloaded],
         failed=[FailedLoad(name=n, version=v, error=e) for n, v, e in report.failed],
+        waiting=[ModelRef(name=n, version=v) for n, v in report.waiting],
     )

@@ -11,7 +11,7 @@ from app.encode import encode_features, encode_predictions
 from app.errors import APIError
 from app.inference import Inference
 from app.schemas import ErrorResponse, FeaturesResponse, PredictResponse
-from app.uploads import read_uploads
+from app.uploads import DisconnectWatch, read_uploads
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -32,7 +32,7 @@ IMAGE_BODY: dict[str, Any] = {
     }
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 503)
+    status: {"model": ErrorResponse} for status in (400, 404, 408, 413, 415, 422, 503)
 }
 
 TopKQuery = Annotated[int, Query(ge=1, description="How many classes to return, best first.")]
@@ -48,7 +48,11 @@ async def _infer(request: Request, services: ServicesDep, name: str | None, vers
     registry = services.registry
     registry.get(name, version)  # 404 before reading a body we would not use
     uploads = await read_uploads(request, services.settings.max_images_per_request)
-    inference = await services.pipeline.run(lambda: registry.get(name, version), uploads)
+    gone = DisconnectWatch(request.receive)  # its work is dropped if the client leaves while it waits
+    try:
+        inference = await services.pipeline.run(lambda: registry.get(name, version), uploads, disconnected=gone)
+    finally:
+        gone.close()
     errors = inference.errors
     if len(errors) == len(inference.outcomes):
         raise errors[0]  # nothing succeeded: answer with the (first) error's own status

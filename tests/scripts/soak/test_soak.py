@@ -1,0 +1,53 @@
+"""The reliability suite's own pieces: its client counts what the server saw, its section says what was met."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from scripts.bench.load import Request
+from scripts.soak.client import closed_loop
+from scripts.soak.section import render
+from tests.scripts.bench.test_load import Recorder, port_of
+from tests.scripts.bench.test_load import server as recording_server  # noqa: F401  (the fixture)
+
+
+@pytest.fixture
+def server(recording_server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:  # noqa: F811
+    yield recording_server
+
+
+def test_the_client_records_every_answer_with_its_status(server: ThreadingHTTPServer) -> None:
+    ok = closed_loop(port_of(server), Request("/ok", b"image", "image/jpeg"), 3, total=30)
+    failing = closed_loop(port_of(server), Request("/fail", b"image", "image/jpeg"), 2, seconds=0.2)
+
+    assert ok.statuses() == {200: 30} and ok.count(200, within=10.0) == 30
+    assert set(failing.statuses()) == {503} and failing.count(503) > 0
+    assert len(Recorder.seen) == len(ok.answers) + len(failing.answers)
+
+
+def test_the_section_reports_each_target_as_met_or_not() -> None:
+    results: dict[str, Any] = {
+        "date": "2026-12-03 12:00 UTC",
+        "machine": "a CPU, 2 cores, 24 GiB",
+        "software": {"Python": "3.11.7"},
+        "parts": {
+            "kill": {
+                "kills": 8, "completed_before_kill": 0, "litter_after_kills": 1, "litter_mib": 30.0,
+                "broken_versions": [], "litter_after_next_write": 0,
+            },
+            "load": {
+                "requests": 100, "clients": 4, "seconds": 2.0, "statuses": {200: 99, 503: 1}, "errors": 1,
+                "p50_ms": 10.0, "p99_ms": 20.0, "rss_mib": [250.0, 300.0, 301.0, 302.0, 303.0], "loads": [1.0, 1.0],
+            },
+        },
+    }  # fmt: skip
+    section = render(results)
+
+    assert section.startswith("## Reliability\n")
+    assert "Leftovers after the kills and the next write: 0, half versions visible: 0, met." in section
+    assert "Sustained load: 1 errors, memory +1.0% after the first quarter, **not met**." in section
+    assert "### Overload" not in section  # a part that did not run is left out
