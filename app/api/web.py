@@ -3,18 +3,20 @@ CDN, so they work air-gapped), and CORS for front-ends served from other origins
 
 FastAPI's own ``/docs`` and ``/redoc`` load Swagger UI and ReDoc from a CDN; they are turned off in the app factory
 and replaced here by the same pages pointing at the copies the ``fastapi-offline`` package ships (MIT; Swagger UI
-is Apache-2.0, ReDoc MIT).
+is Apache-2.0, ReDoc MIT). ReDoc's bundle would still fetch the logo of its "API docs by Redocly" credit from
+its CDN: the copy served here has that one URL replaced by an empty inline image, so no request leaves the machine.
 """
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from app.config import Settings
@@ -22,6 +24,8 @@ from app.config import Settings
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 DOCS_ASSETS_DIR = Path(str(files("fastapi_offline") / "static"))
 DOCS_ASSETS_URL = "/docs-assets"
+REDOC_CREDIT_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+EMPTY_IMAGE = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 page_router = APIRouter(include_in_schema=False)
 docs_router = APIRouter(include_in_schema=False)
@@ -55,6 +59,18 @@ async def read_swagger_ui(request: Request) -> HTMLResponse:
 @docs_router.get("/docs/oauth2-redirect")
 async def read_swagger_ui_redirect() -> HTMLResponse:
     return get_swagger_ui_oauth2_redirect_html()
+
+
+@functools.cache
+def _offline_redoc_bundle() -> bytes:
+    bundle = (DOCS_ASSETS_DIR / "redoc.standalone.js").read_text(encoding="utf-8")
+    return bundle.replace(REDOC_CREDIT_LOGO, EMPTY_IMAGE).encode()
+
+
+@docs_router.get(f"{DOCS_ASSETS_URL}/redoc.standalone.js")
+async def read_redoc_bundle() -> Response:
+    """ReDoc without its one CDN request (declared before the assets' mount, so it wins)."""
+    return Response(_offline_redoc_bundle(), media_type="text/javascript")
 
 
 @docs_router.get("/redoc")

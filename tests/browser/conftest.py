@@ -148,20 +148,15 @@ class PageLog:
             self.refused.append(url)
             route.abort("internetdisconnected")
 
-    def assert_clean(self, *, expected_statuses: tuple[int, ...] = (), cosmetic_offsite: tuple[str, ...] = ()) -> None:
-        """No uncaught error, no request off the machine but the ``cosmetic_offsite`` ones the test names, and
-        console errors only for those and for the HTTP errors the test caused on purpose (Chromium logs each
-        failed load as "Failed to load resource")."""
+    def assert_clean(self, *, expected_statuses: tuple[int, ...] = ()) -> None:
+        """No uncaught error, no request off the machine, and console errors only for the HTTP errors the test
+        caused on purpose (Chromium logs each failed load as "Failed to load resource")."""
         assert not self.page_errors, self.page_errors
-        offsite = [url for url in self.refused if url not in cosmetic_offsite]
-        assert not offsite, f"requests that left the machine: {offsite}"
+        assert not self.refused, f"requests that left the machine: {self.refused}"
         unexpected_http = [(status, url) for status, url in self.http_errors if status not in expected_statuses]
         assert not unexpected_http, unexpected_http
         allowed = [f"the server responded with a status of {status}" for status in expected_statuses]
         unexpected = [text for text in self.console_errors if not any(note in text for note in allowed)]
-        refused_loads = [text for text in unexpected if "net::ERR_INTERNET_DISCONNECTED" in text]
-        if len(refused_loads) <= len(self.refused) - len(offsite):
-            unexpected = [text for text in unexpected if text not in refused_loads]
         assert not unexpected, f"console errors: {unexpected}"
 
 
