@@ -50,9 +50,11 @@ def targets(parts: dict[str, dict[str, Any]]) -> list[str]:
         clients = over["rounds"][0]["overload"]["clients"]
         lines.append(f"- Goodput at {clients} connections >= 90% of the peak: {f['ratio']:.0%}, "
                      f"{_met(f['ratio'] >= 0.9)}.")  # fmt: skip
-        in_time = f["first_ms"] <= f["normal_ms"]
+        # Normal time: what answers take under normal (the peak's) load, the slowest of them included.
+        in_time = f["first_ms"] <= f["normal_max_ms"]
         lines.append(f"- A request right after the overload in normal time: {f['first_ms']:.0f} ms against "
-                     f"{f['normal_ms']:.0f} ms at the peak's load, {_met(in_time)}.")  # fmt: skip
+                     f"{f['normal_ms']:.0f} ms on average and at most {f['normal_max_ms']:.0f} ms at the peak's "
+                     f"load, {_met(in_time)}.")  # fmt: skip
     if slow := parts.get("slow"):
         for key, what in (("heads", "trickling heads"), ("bodies", "stalled bodies")):
             crowd = slow[key]

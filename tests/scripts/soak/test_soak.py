@@ -51,3 +51,40 @@ def test_the_section_reports_each_target_as_met_or_not() -> None:
     assert "Leftovers after the kills and the next write: 0, half versions visible: 0, met." in section
     assert "Sustained load: 1 errors, memory +1.0% after the first quarter, **not met**." in section
     assert "### Overload" not in section  # a part that did not run is left out
+
+
+def overload_point(clients: int, goodput: float, mean_ms: float, max_ms: float) -> dict[str, Any]:
+    return {
+        "clients": clients, "answers_per_s": goodput, "goodput": goodput, "ok": 100, "refused": 0, "errors": 0,
+        "other": 0, "ok_mean_ms": mean_ms, "ok_max_ms": max_ms, "refused_mean_ms": float("nan"),
+        "rss_mib": [500.0, 510.0],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overload_goodput", "first_ms", "goodput_met", "recovery_met"),
+    [(95.0, 300.0, "95%, met", "met"), (80.0, 450.0, "80%, **not met**", "**not met**")],
+)
+def test_overload_targets_compare_medians_of_the_rounds(
+    overload_goodput: float, first_ms: float, goodput_met: str, recovery_met: str
+) -> None:
+    """Goodput against the peak's median; the first request after against the slowest answer under normal load."""
+    rounds = [
+        {
+            "peak": overload_point(16, peak, 200.0, 400.0),
+            "overload": overload_point(512, overload_goodput, 600.0, 1900.0),
+            "after": {"first_ms": first_ms, "first_status": 200},
+        }
+        for peak in (90.0, 100.0, 110.0)
+    ]
+    overload = {
+        "deadline": 2.0, "generator": "wrk", "loads": [1.0, 2.0], "scan": {}, "rounds": rounds,
+        "alone_p50_ms": 25.0, "overloaded_total": 10, "disconnected_total": 0, "internal_errors": 0,
+    }  # fmt: skip
+    section = render({"date": "today", "machine": "m", "software": {}, "parts": {"overload": overload}})
+
+    assert f"- Goodput at 512 connections >= 90% of the peak: {goodput_met}." in section
+    assert (
+        f"- A request right after the overload in normal time: {first_ms:.0f} ms against 200 ms on average and at "
+        f"most 400 ms at the peak's load, {recovery_met}."
+    ) in section
