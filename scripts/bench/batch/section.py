@@ -58,14 +58,15 @@ def render(report: Report) -> str:
         f"{settings.max_batch_size}.",
         f"- Images: {report.images:,} JPEG files of 640x480 in a temporary folder ({report.variants} different crops "
         f"of scikit-image's sample photos, mirrored or not, quality 80-95, {report.image_kib:.0f} KiB on average); "
-        f"decode + preprocess {report.decode_ms:.2f} ms each on average, against {report.reference_decode_ms:.2f} "
-        "ms for the image of the in-process limit (`chelsea`, 640x480, quality 90).",
+        f"decode + preprocess {report.decode_ms:.2f} ms each on average (`make bench`'s `chelsea` at 640x480, "
+        f"quality 90: {report.reference_decode_ms:.2f} ms).",
         f"- Batch command: `{report.command}` in a subprocess, as a user runs it. Its img/s is the one its summary "
         "prints (from the model loaded to the last row on disk); wall time includes the start-up (Python, the "
         "model's load and warm-up). CPU ms/img is the subprocess's CPU time, start-up included, per image.",
-        f"- In-process limit: `make bench`'s best arrangement, {report.arrangement}, batch {report.batch}, "
-        f"{report.in_process_seconds:g} s right before and right after each batch run (the limit of a round is "
-        "their mean).",
+        f"- In-process limit: `make bench`'s in-process sweep run on the same {report.variants} photos (decoded in "
+        f"turn, from memory), so that both sides do the same work; its best arrangement, {report.arrangement}, "
+        f"batch {report.batch}, {report.in_process_seconds:g} s right before and right after each batch run (the "
+        "limit of a round is their mean).",
         "",
         "| round | in-process img/s (before / after) | batch command img/s | batch / in-process | "
         "in-process CPU ms/img | batch CPU ms/img | batch wall s | load 1m |",

@@ -6,11 +6,12 @@ against; its single-image time is the floor for one request's latency.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -59,19 +60,26 @@ class Rate:
 
 
 def pipeline_rate(
-    run: Runner, data: bytes, prep: Preprocessing, batch: int, decode_threads: int, workers: int, seconds: float
+    run: Runner,
+    images: Sequence[bytes],
+    prep: Preprocessing,
+    batch: int,
+    decode_threads: int,
+    workers: int,
+    seconds: float,
 ) -> Rate:
-    """Images per second of ``decode_threads`` threads decoding ``data`` while ``workers`` threads run batches of
-    ``batch`` through ``run``: the in-process equivalent of the service at full load."""
+    """Images per second of ``decode_threads`` threads decoding ``images`` (in turn) while ``workers`` threads run
+    batches of ``batch`` through ``run``: the in-process equivalent of the service at full load."""
     lock = threading.Lock()
     done = [0]
+    turn = itertools.cycle(images)
     with ThreadPoolExecutor(decode_threads) as pool:
-        pending = deque(pool.submit(load_input, data, prep, LIMITS) for _ in range(batch * 2 * workers))
+        pending = deque(pool.submit(load_input, next(turn), prep, LIMITS) for _ in range(batch * 2 * workers))
 
         def take() -> list[Future[np.ndarray]]:
             with lock:
                 futures = [pending.popleft() for _ in range(batch)]
-                pending.extend(pool.submit(load_input, data, prep, LIMITS) for _ in range(batch))
+                pending.extend(pool.submit(load_input, next(turn), prep, LIMITS) for _ in range(batch))
             return futures
 
         def work(until: float) -> None:
@@ -113,11 +121,14 @@ class InProcessBench:
     """The pipeline without HTTP, for the service's own backend and, on ONNX Runtime, for its default options and
     other thread arrangements too: the best of them is the limit the service is measured against."""
 
-    def __init__(self, bundle: Bundle, data: bytes, settings: Settings) -> None:
+    def __init__(self, bundle: Bundle, images: bytes | Sequence[bytes], settings: Settings) -> None:
+        """``images``: one JPEG, or several decoded in turn (the batch benchmark's photos); the single-image and
+        decode figures use the first."""
         from app.backends import create_backend
 
         self.prep = bundle.spec.preprocessing
-        self.data = data
+        self.images = [images] if isinstance(images, bytes) else list(images)
+        self.data = self.images[0]
         self.decode_threads = settings.resolved_decode_threads()
         self.backend = create_backend(settings, bundle)
         service = f"service ({self.backend.name} on {self.backend.device})"
@@ -140,7 +151,7 @@ class InProcessBench:
 
     def rate(self, arrangement: str, batch: int, seconds: float) -> Rate:
         run, workers = self.runners[arrangement]
-        return pipeline_rate(run, self.data, self.prep, batch, self.decode_threads, workers, seconds)
+        return pipeline_rate(run, self.images, self.prep, batch, self.decode_threads, workers, seconds)
 
     def sweep(self, seconds: float) -> InProcess:
         result = InProcess()
