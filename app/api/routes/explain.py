@@ -83,6 +83,21 @@ class ExplainOptions:
     top_k: int
 
 
+def explain_options(
+    class_: ClassQuery = None,
+    patch: PatchQuery = None,
+    stride: StrideQuery = None,
+    fill: FillQuery = "mean",
+    overlay: OverlayQuery = False,
+    top_k: TopKQuery = 5,
+) -> ExplainOptions:
+    """The query parameters both explain routes take."""
+    return ExplainOptions(class_, patch, stride, fill, overlay, top_k)
+
+
+ExplainOptionsDep = Annotated[ExplainOptions, Depends(explain_options)]
+
+
 async def _explain(
     request: Request, services: ServicesDep, slots: ExplainSlots, name: str | None, version: int | None,
     options: ExplainOptions,
@@ -152,36 +167,17 @@ def grid_info(grid: OcclusionGrid, fill: Fill) -> OcclusionGridInfo:
 
 @router.post("/explain", response_model=ExplainResponse, **ANSWERS)
 async def explain_default(
-    request: Request,
-    services: ServicesDep,
-    slots: ExplainSlotsDep,
+    request: Request, services: ServicesDep, slots: ExplainSlotsDep, options: ExplainOptionsDep,
     version: VersionQuery = None,
-    class_: ClassQuery = None,
-    patch: PatchQuery = None,
-    stride: StrideQuery = None,
-    fill: FillQuery = "mean",
-    overlay: OverlayQuery = False,
-    top_k: TopKQuery = 5,
-) -> ExplainResponse | Response:
+) -> ExplainResponse | Response:  # fmt: skip
     """Where the default model found its evidence for a class in one image: occlusion sensitivity."""
-    options = ExplainOptions(class_, patch, stride, fill, overlay, top_k)
     return await _explain(request, services, slots, None, version, options)
 
 
 @router.post("/models/{name}/explain", response_model=ExplainResponse, **ANSWERS)
 async def explain_image(
-    name: str,
-    request: Request,
-    services: ServicesDep,
-    slots: ExplainSlotsDep,
+    name: str, request: Request, services: ServicesDep, slots: ExplainSlotsDep, options: ExplainOptionsDep,
     version: VersionQuery = None,
-    class_: ClassQuery = None,
-    patch: PatchQuery = None,
-    stride: StrideQuery = None,
-    fill: FillQuery = "mean",
-    overlay: OverlayQuery = False,
-    top_k: TopKQuery = 5,
-) -> ExplainResponse | Response:
+) -> ExplainResponse | Response:  # fmt: skip
     """Where the named model found its evidence for a class in one image: occlusion sensitivity."""
-    options = ExplainOptions(class_, patch, stride, fill, overlay, top_k)
     return await _explain(request, services, slots, name, version, options)
