@@ -5,18 +5,16 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-import app.model
-from app.backends import Backend, Batch, Outputs
-from app.config import Settings
-from modelspec import SPEC_FILE, WEIGHTS_FILE, Bundle
+from app.backends import Batch, Outputs
+from modelspec import SPEC_FILE, WEIGHTS_FILE
 from tests.app.conftest import ClientFactory
 from tests.app.test_api import JPEG
+from tests.app.wrapped_backend import WrappedBackend, wrap_every_backend
 from tests.conftest import export_tiny
 
 KEY = {"X-API-Key": "k"}
@@ -163,38 +161,18 @@ def test_only_the_newest_versions_stay_loaded(make_client: ClientFactory, models
     assert summary["available_versions"] == [1, 2, 3]
 
 
-class SlowBackend:
-    """Wraps a real backend and makes each batch take a while, so requests are surely in flight during swaps."""
-
-    def __init__(self, inner: Backend) -> None:
-        self._inner = inner
-        self.name = inner.name
-        self.device = inner.device
+class SlowBackend(WrappedBackend):
+    """Makes each batch take a while, so requests are surely in flight during swaps."""
 
     def run(self, batch: Batch) -> Outputs:
         time.sleep(0.01)
-        return self._inner.run(batch)
-
-    @property
-    def run_alone(self) -> Callable[[Batch], Outputs]:
-        return self.run
-
-    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
-        self._inner.warm_up(image_shape, max_batch_size)
-
-    def close(self) -> None:
-        self._inner.close()
+        return self.inner.run(batch)
 
 
 def test_requests_in_flight_during_swaps_all_succeed(
     make_client: ClientFactory, models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_factory = app.model.create_backend
-
-    def slow_factory(settings: Settings, bundle: Bundle) -> Backend:
-        return SlowBackend(real_factory(settings, bundle))
-
-    monkeypatch.setattr(app.model, "create_backend", slow_factory)
+    wrap_every_backend(monkeypatch, SlowBackend)
     client = make_client(api_key="k", versions_loaded=1)
     statuses: list[int] = []
     versions: set[int] = set()

@@ -22,15 +22,14 @@ from modelspec import SPEC_FILE, Bundle, BundleError
 from modelspec.decode import UnsupportedImageFormatError, load_input
 from tests.app.conftest import settings_for
 from tests.app.test_api import JPEG
+from tests.app.wrapped_backend import WrappedBackend
 
 
-class RecordingBackend:
-    """Wraps a real backend and records the batches it runs, its warm-ups, and whether it was closed."""
+class RecordingBackend(WrappedBackend):
+    """Records the batches it runs, its warm-ups, and whether it was closed."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.device = inner.device
+        super().__init__(inner)
         self.sizes: list[int] = []
         self.warm_ups: list[tuple[tuple[int, int, int], int]] = []
         self.closed = False
@@ -38,10 +37,6 @@ class RecordingBackend:
     def run(self, batch: Batch) -> Outputs:
         self.sizes.append(len(batch))
         return self.inner.run(batch)
-
-    @property
-    def run_alone(self) -> Callable[[Batch], Outputs]:
-        return self.run
 
     def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
         self.warm_ups.append((image_shape, max_batch_size))

@@ -18,12 +18,13 @@ from fastapi.testclient import TestClient
 
 import app.config
 import app.model
-from app.backends import Backend, Batch, Outputs, create_backend
+from app.backends import Backend, Batch, Outputs
 from app.backends.ort import OnnxBackend
 from app.config import Settings, available_cores, cgroup_cpu_limit
-from modelspec import Bundle, read_bundle
+from modelspec import read_bundle
 from tests.app.conftest import ClientFactory
 from tests.app.test_api import shape_image
+from tests.app.wrapped_backend import WrappedBackend, wrap_every_backend
 from tests.conftest import encode
 
 IMAGES = [
@@ -34,15 +35,13 @@ IMAGES = [
 ]
 
 
-class GatedBackend:
+class GatedBackend(WrappedBackend):
     """Wraps a real backend; once ``hold`` is set, its next batch waits until ``hold()`` is true, so requests pile
     up in the batcher's queue behind it (or other batches start beside it). Records the size of every batch and
     the most batches that ever ran at once."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.device = inner.device
+        super().__init__(inner)
         self.hold: Callable[[], bool] | None = None
         self.sizes: list[int] = []
         self.running = 0
@@ -65,29 +64,11 @@ class GatedBackend:
             with self._lock:
                 self.running -= 1
 
-    @property
-    def run_alone(self) -> Callable[[Batch], Outputs]:
-        return self.run  # every batch goes through the gate
-
-    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
-        self.inner.warm_up(image_shape, max_batch_size)
-
-    def close(self) -> None:
-        self.inner.close()
-
 
 @pytest.fixture
 def gated(monkeypatch: pytest.MonkeyPatch) -> list[GatedBackend]:
     """Every backend the registry creates from now on is gated; the list collects them."""
-    created: list[GatedBackend] = []
-
-    def factory(settings: Settings, bundle: Bundle) -> Backend:
-        backend = GatedBackend(create_backend(settings, bundle))
-        created.append(backend)
-        return backend
-
-    monkeypatch.setattr(app.model, "create_backend", factory)
-    return created
+    return wrap_every_backend(monkeypatch, GatedBackend)
 
 
 def post_concurrently(client: TestClient, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ Retry-After at once, and the work of a client that went away is dropped before d
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import http.client
 import threading
 import time
@@ -15,27 +15,24 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import app.model
 from app.admission import Admission
 from app.backends import Backend, Batch, Outputs
-from app.config import Settings
 from app.uploads import ClientDisconnectedError, Upload
-from modelspec import Bundle
 from tests.app.conftest import ClientFactory
 from tests.app.live_server import live_server
 from tests.app.test_api import JPEG
+from tests.app.v2_helpers import b64
+from tests.app.wrapped_backend import WrappedBackend, wrap_every_backend
 
 # Two slots (one decode thread + one inference worker on batches of one), so a held backend fills them with two.
 TINY_SERVICE = {"max_batch_size": 1, "decode_threads": 1, "inference_workers": 1}
 
 
-class HeldBackend:
+class HeldBackend(WrappedBackend):
     """A real backend whose batches wait while ``open`` is clear; counts the images it ran."""
 
     def __init__(self, inner: Backend) -> None:
-        self._inner = inner
-        self.name = inner.name
-        self.device = inner.device
+        super().__init__(inner)
         self.open = threading.Event()
         self.open.set()
         self.images = 0
@@ -43,32 +40,17 @@ class HeldBackend:
     def run(self, batch: Batch) -> Outputs:
         self.open.wait(30)
         self.images += len(batch)
-        return self._inner.run(batch)
-
-    @property
-    def run_alone(self) -> Callable[[Batch], Outputs]:
-        return self.run
-
-    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
-        self._inner.warm_up(image_shape, max_batch_size)
+        return self.inner.run(batch)
 
     def close(self) -> None:
         self.open.set()
-        self._inner.close()
+        self.inner.close()
 
 
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[HeldBackend]]:
     """Every backend the app creates is a ``HeldBackend``; the list holds them."""
-    created: list[HeldBackend] = []
-    real_factory = app.model.create_backend
-
-    def factory(settings: Settings, bundle: Bundle) -> Backend:
-        backend = HeldBackend(real_factory(settings, bundle))
-        created.append(backend)
-        return backend
-
-    monkeypatch.setattr(app.model, "create_backend", factory)
+    created = wrap_every_backend(monkeypatch, HeldBackend)
     yield created
     for backend in created:
         backend.open.set()
@@ -98,20 +80,33 @@ def fill(client: TestClient, count: int) -> tuple[list[threading.Thread], list[i
     return threads, statuses
 
 
+@contextlib.contextmanager
+def slots_taken(client: TestClient, backend: HeldBackend, served: int, waiting: int = 0) -> Iterator[list[int]]:
+    """For the block, ``served`` predictions held in the backend and ``waiting`` more queued for a slot; then the
+    backend lets them through, and the list holds their statuses once all are answered."""
+    admission = admission_of(client.app)  # type: ignore[arg-type]
+    backend.open.clear()
+    threads, statuses = fill(client, served + waiting)
+    try:
+        wait_for(
+            lambda: admission.in_service == served and admission.waiting == waiting,
+            f"{served} are served and {waiting} wait",
+        )
+        yield statuses
+    finally:
+        backend.open.set()
+        for thread in threads:
+            thread.join(30)
+
+
 def test_a_full_queue_gets_a_503_with_retry_after_at_once(make_client: ClientFactory, held: list[HeldBackend]) -> None:
     client = make_client(**TINY_SERVICE, max_queue=1, queue_timeout=10)
     [backend] = held
-    admission = admission_of(client.app)  # type: ignore[arg-type]
-    backend.open.clear()
-    threads, statuses = fill(client, 3)  # two served (held), one waiting: the queue is full
-    wait_for(lambda: admission.in_service == 2 and admission.waiting == 1, "two are served and one waits")
-    response = client.post("/v1/predict", content=JPEG, headers={"content-type": "image/jpeg"})
-    assert response.status_code == 503
-    assert response.headers["retry-after"] == "10"
-    assert response.json()["error"]["code"] == "overloaded"
-    backend.open.set()
-    for thread in threads:
-        thread.join(30)
+    with slots_taken(client, backend, served=2, waiting=1) as statuses:  # the queue is full
+        response = client.post("/v1/predict", content=JPEG, headers={"content-type": "image/jpeg"})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "10"
+        assert response.json()["error"]["code"] == "overloaded"
     assert statuses == [200, 200, 200]  # the ones let in were all answered
     assert 'imgclf_errors_total{code="overloaded"} 1.0' in client.get("/metrics").text
 
@@ -119,17 +114,11 @@ def test_a_full_queue_gets_a_503_with_retry_after_at_once(make_client: ClientFac
 def test_a_request_that_cannot_start_in_time_gets_a_503(make_client: ClientFactory, held: list[HeldBackend]) -> None:
     client = make_client(**TINY_SERVICE, max_queue=8, queue_timeout=0.2)
     [backend] = held
-    admission = admission_of(client.app)  # type: ignore[arg-type]
-    backend.open.clear()
-    threads, statuses = fill(client, 2)
-    wait_for(lambda: admission.in_service == 2, "both slots are taken")
-    response = client.post("/v1/predict", content=JPEG, headers={"content-type": "image/jpeg"})
-    assert not backend.open.is_set()  # answered while the two before it are still held: it did not wait for them
-    assert response.status_code == 503 and response.json()["error"]["code"] == "overloaded"
-    assert response.headers["retry-after"] == "1"
-    backend.open.set()
-    for thread in threads:
-        thread.join(30)
+    with slots_taken(client, backend, served=2) as statuses:
+        response = client.post("/v1/predict", content=JPEG, headers={"content-type": "image/jpeg"})
+        assert not backend.open.is_set()  # answered while the two before it are still held: it did not wait for them
+        assert response.status_code == 503 and response.json()["error"]["code"] == "overloaded"
+        assert response.headers["retry-after"] == "1"
     assert statuses == [200, 200]
 
 
@@ -172,17 +161,11 @@ def test_the_work_of_a_client_that_went_away_is_dropped(models_dir: Path, held: 
 def test_only_requests_a_model_can_take_are_shed(make_client: ClientFactory, held: list[HeldBackend]) -> None:
     client = make_client(**TINY_SERVICE, max_queue=0, queue_timeout=0)
     [backend] = held
-    admission = admission_of(client.app)  # type: ignore[arg-type]
-    backend.open.clear()
-    threads, statuses = fill(client, 2)
-    wait_for(lambda: admission.in_service == 2, "both slots are taken")
-    assert post(client, "/v1/models/tiny/predict") == 503
-    assert post(client, "/v1/models/nope/predict") == 404  # not shed: the route says what is wrong
-    assert post(client, "/v1/predict?version=abc") == 422
-    assert post(client, "/v1/predict?version=9") == 404
-    backend.open.set()
-    for thread in threads:
-        thread.join(30)
+    with slots_taken(client, backend, served=2) as statuses:
+        assert post(client, "/v1/models/tiny/predict") == 503
+        assert post(client, "/v1/models/nope/predict") == 404  # not shed: the route says what is wrong
+        assert post(client, "/v1/predict?version=abc") == 422
+        assert post(client, "/v1/predict?version=9") == 404
     assert statuses == [200, 200]
     metrics = client.get("/metrics").text
     assert 'imgclf_requests_total{method="POST",route="/v1/models/{name}/predict",status="503"} 1.0' in metrics
@@ -191,26 +174,16 @@ def test_only_requests_a_model_can_take_are_shed(make_client: ClientFactory, hel
 def test_v2_inference_is_shed_in_the_protocols_shape(make_client: ClientFactory, held: list[HeldBackend]) -> None:
     client = make_client(**TINY_SERVICE, max_queue=0, queue_timeout=0)
     [backend] = held
-    admission = admission_of(client.app)  # type: ignore[arg-type]
-    backend.open.clear()
-    threads, statuses = fill(client, 2)
-    wait_for(lambda: admission.in_service == 2, "both slots are taken")
     request = {"inputs": [{"name": "encoded_images", "datatype": "BYTES", "shape": [1], "data": [b64(JPEG)]}]}
-    response = client.post("/v2/models/tiny/versions/1/infer", json=request)
-    assert response.status_code == 503 and "retry-after" in response.headers
-    assert response.json() == {"error": response.json()["error"]} and "overloaded" in response.json()["error"]
-    assert client.post("/v2/models/nope/infer", json=request).status_code == 404  # not shed
-    backend.open.set()
-    for thread in threads:
-        thread.join(30)
+    with slots_taken(client, backend, served=2) as statuses:
+        response = client.post("/v2/models/tiny/versions/1/infer", json=request)
+        assert response.status_code == 503 and "retry-after" in response.headers
+        assert response.json() == {"error": response.json()["error"]} and "overloaded" in response.json()["error"]
+        assert client.post("/v2/models/nope/infer", json=request).status_code == 404  # not shed
     assert statuses == [200, 200]
     assert client.post("/v2/models/tiny/infer", json=request).status_code == 200
     metrics = client.get("/metrics").text
     assert 'route="/v2/models/{name}/versions/{version}/infer",status="503"} 1.0' in metrics
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def test_the_pipeline_drops_the_work_of_a_client_that_is_gone(make_client: ClientFactory) -> None:

@@ -1,0 +1,52 @@
+"""A real backend wrapped by a test that holds, slows or records its batches, and the patch that makes every model
+the app loads use such a wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+import app.model
+from app.backends import Backend, Batch, Outputs
+from app.config import Settings
+from modelspec import Bundle
+
+
+class WrappedBackend:
+    """Runs everything on ``inner``; subclasses override ``run`` (every batch goes through it, ``run_alone`` too)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.device = inner.device
+
+    def run(self, batch: Batch) -> Outputs:
+        return self.inner.run(batch)
+
+    @property
+    def run_alone(self) -> Callable[[Batch], Outputs]:
+        return self.run
+
+    def warm_up(self, image_shape: tuple[int, int, int], max_batch_size: int) -> None:
+        self.inner.warm_up(image_shape, max_batch_size)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+W = TypeVar("W", bound=WrappedBackend)
+
+
+def wrap_every_backend(monkeypatch: pytest.MonkeyPatch, wrap: Callable[[Backend], W]) -> list[W]:
+    """From now on, every backend the app creates is ``wrap(real backend)``; the list collects them."""
+    created: list[W] = []
+    real_factory = app.model.create_backend
+
+    def factory(settings: Settings, bundle: Bundle) -> Backend:
+        created.append(wrap(real_factory(settings, bundle)))
+        return created[-1]
+
+    monkeypatch.setattr(app.model, "create_backend", factory)
+    return created
