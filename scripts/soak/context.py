@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 from modelspec import list_models
 from scripts.bench import ROOT
 from scripts.bench.load import Request
-from scripts.bench.serving.service import READY_TIMEOUT_S, Server, free_port, http_get
+from scripts.bench.serving.service import Server, free_port, stop, wait_ready
 
 QUIET = {"IMGCLF_ACCESS_LOG": "false"}  # one log line per request would cost the service more than some figures
 
@@ -96,13 +95,7 @@ class Context:
                 wait_ready(process, port, log)
                 yield Server(process, port, time.perf_counter() - started, log)
             finally:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop(process, grace=30)
 
     def fresh_models(self) -> None:
         """Reset the scratch folder to the source bundle's newest version alone."""
@@ -117,19 +110,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}; see {log}")
-        with contextlib.suppress(OSError):
-            if http_get(port, "/health/ready", timeout=1.0)[0] == 200:
-                return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the server was not ready after {READY_TIMEOUT_S} s; see {log}")
-        time.sleep(0.02)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
