@@ -16,6 +16,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 from training.errors import InterruptedTrainingError, UserError
+from training.quantize.command import add_quantize_parser
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--models-dir", default="models", help="bundles folder (default: %(default)s)")
     export.add_argument("--name", default=None, help="model name (default: efficientnet-lite0)")
     export.set_defaults(handler=_export_pretrained)
+    add_quantize_parser(commands)
     return parser
 
 

@@ -1,0 +1,54 @@
+"""The quantisation settings that can be chosen, the default one, and the grid a search tries.
+
+The default was chosen by measuring every setting of ``SEARCH`` on the embedded default model (agreement with fp32
+on offline natural photos) and on a Fashion-MNIST bundle (validation and test top-1): see the numbers in
+``docs``/the report of issue 17. ``FALLBACKS`` are tried in turn when the default misses a bundle's bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from modelspec.quantization import CalibrationMethod
+
+Fp32Policy = Literal["none", "stem+classifier"]
+"""Which nodes stay float32: none, or the first convolution, the classifier (Gemm/MatMul) and any Softmax."""
+
+METHODS: tuple[CalibrationMethod, ...] = ("minmax", "entropy", "percentile")
+FP32_POLICIES: tuple[Fp32Policy, ...] = ("none", "stem+classifier")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way to quantise: how activation ranges are calibrated, weight granularity, what stays float32."""
+
+    method: CalibrationMethod = "minmax"
+    per_channel: bool = True
+    fp32_policy: Fp32Policy = "none"
+    reduce_range: bool = False
+    percentile: float = 99.999
+
+    def label(self) -> str:
+        method = f"percentile {self.percentile:g}" if self.method == "percentile" else self.method
+        parts = [method, "per-channel" if self.per_channel else "per-tensor", f"fp32: {self.fp32_policy}"]
+        if self.reduce_range:
+            parts.append("7-bit weights")
+        return ", ".join(parts)
+
+
+DEFAULT = Setting(method="minmax", per_channel=True, fp32_policy="none")
+
+SEARCH: tuple[Setting, ...] = tuple(
+    Setting(method=method, per_channel=per_channel, fp32_policy=policy)
+    for method in METHODS
+    for per_channel in (True, False)
+    for policy in FP32_POLICIES
+)
+"""Every combination of calibration method, per-channel weights and fp32 nodes (12 settings)."""
+
+FALLBACKS: tuple[Setting, ...] = (
+    Setting(method="percentile", per_channel=True, fp32_policy="stem+classifier"),
+    Setting(method="entropy", per_channel=True, fp32_policy="stem+classifier"),
+)
+"""Tried after ``DEFAULT``, in order, when it misses the bound."""
