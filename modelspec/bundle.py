@@ -1,7 +1,8 @@
 """Bundle I/O: ``<models_dir>/<name>/<version>/`` holding ``model.json``, ``model.safetensors`` and ``model.onnx``.
 
 A bundle is written into a temporary folder beside its final place and renamed into place, so a reader never sees
-half of one, and a version that exists is never overwritten. Reading verifies the sha256 of every file.
+half of one, and a version that exists is never overwritten: only derived files (the int8 graph) may be added to
+it later, by ``update_bundle``, in the same all-or-nothing way. Reading verifies the sha256 of every file.
 
 A writer that is killed leaves its temporary folder (``.tmp-*``) behind. Each writer holds an exclusive ``flock``
 on a lock file inside its folder for its whole life, and the kernel drops the lock when the process dies however it

@@ -155,7 +155,10 @@ def quantize_unlabelled(
     settings: Sequence[Setting] | None = None,
 ) -> QuantizeResult:
     """Quantise a bundle that has no labelled data (the embedded ImageNet model): calibrate on random crops of the
-    offline sample photos and keep int8 only if its top-1 agrees with fp32 on ``min_agreement`` of other crops."""
+    offline sample photos and keep int8 only if its top-1 agrees with fp32 on ``min_agreement`` of other crops.
+
+    Only ``DEFAULT`` is tried unless ``settings`` or ``search`` say otherwise: at 224 px the histogram calibrations
+    of the fallbacks take minutes, too long for ``export-pretrained`` (``make run`` builds the default with it)."""
     bundle = read_bundle(bundle_dir)
     prep = bundle.spec.preprocessing
     photos = len(images.natural_photos())
@@ -173,7 +176,7 @@ def quantize_unlabelled(
             images.natural_crops(calibration_images, prep, NATURAL_CALIBRATION_SEED),
             {"natural-images": natural},
             calibration_record,
-            _plan(settings, search),
+            settings if settings is not None else (SEARCH if search else (DEFAULT,)),
             stop_when=None if search else lambda checks: within(checks[0]),
             work=Path(work),
         )
