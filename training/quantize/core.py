@@ -27,7 +27,7 @@ from modelspec.quantization import Bound, Calibration, Candidate, PrecisionCheck
 from modelspec.spec import Preprocessing
 from training.quantize import compare, graph, images
 from training.quantize.images import LabelledImage
-from training.quantize.settings import DEFAULT, FALLBACKS, SEARCH, Setting
+from training.quantize.settings import DEFAULT, FALLBACKS, SEARCH, UNLABELLED_DEFAULT, Setting
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ def quantize_unlabelled(
     """Quantise a bundle that has no labelled data (the embedded ImageNet model): calibrate on random crops of the
     offline sample photos and keep int8 only if its top-1 agrees with fp32 on ``min_agreement`` of other crops.
 
-    Only ``DEFAULT`` is tried unless ``settings`` or ``search`` say otherwise: at 224 px the histogram calibrations
-    of the fallbacks take minutes, too long for ``export-pretrained`` (``make run`` builds the default with it)."""
+    Only ``UNLABELLED_DEFAULT`` is tried unless ``settings`` or ``search`` say otherwise: at 224 px the histogram
+    calibrations take minutes, too long for ``export-pretrained`` (``make run`` builds the default with it)."""
     bundle = read_bundle(bundle_dir)
     prep = bundle.spec.preprocessing
     photos = len(images.natural_photos())
@@ -176,7 +176,7 @@ def quantize_unlabelled(
             images.natural_crops(calibration_images, prep, NATURAL_CALIBRATION_SEED),
             {"natural-images": natural},
             calibration_record,
-            settings if settings is not None else (SEARCH if search else (DEFAULT,)),
+            settings if settings is not None else (SEARCH if search else (UNLABELLED_DEFAULT,)),
             stop_when=None if search else lambda checks: within(checks[0]),
             work=Path(work),
         )

@@ -4,7 +4,9 @@ Measured on the embedded EfficientNet-Lite0 (top-1 agreement with fp32 on 400 cr
 calibration crops, Xeon with AVX-512 VNNI, ONNX Runtime 1.32): MinMax per-channel 84.8 %, with the stem and the
 classifier kept float32 88.0 %; per-tensor weights 49.5 % and 53.0 %. Per-channel weights are what matters
 (depthwise convolutions have very different ranges per channel). ``python -m training quantize --search`` measures
-the whole grid on a bundle's own validation split and keeps the best.
+the whole grid on a bundle's own validation split and keeps the best. On a Fashion-MNIST bundle (Lite0 features,
+32 px, 600 validation images) the grid's agreement was: per-channel 95.2-96.0 % (MinMax, Entropy, Percentile, with
+or without fp32 nodes), per-tensor 79.3-81.7 %.
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ class Setting:
         return ", ".join(parts)
 
 
-DEFAULT = Setting(method="minmax", per_channel=True, fp32_policy="none")
+DEFAULT = Setting(method="percentile", per_channel=True, fp32_policy="none")
+"""The best of the grid on a Fashion-MNIST bundle (validation agreement 96.0 %, top-1 -0.17 points; MinMax -1.5)."""
+
+UNLABELLED_DEFAULT = Setting(method="minmax", per_channel=True, fp32_policy="stem+classifier")
+"""For the embedded Lite0 at 224 px: the best measured there (88.0 % agreement) and calibrated in seconds, where
+the histogram methods (percentile, entropy) take minutes at that size."""
 
 SEARCH: tuple[Setting, ...] = tuple(
     Setting(method=method, per_channel=per_channel, fp32_policy=policy)
@@ -50,7 +57,7 @@ SEARCH: tuple[Setting, ...] = tuple(
 """Every combination of calibration method, per-channel weights and fp32 nodes (12 settings)."""
 
 FALLBACKS: tuple[Setting, ...] = (
-    Setting(method="percentile", per_channel=True, fp32_policy="stem+classifier"),
+    Setting(method="minmax", per_channel=True, fp32_policy="stem+classifier"),
     Setting(method="entropy", per_channel=True, fp32_policy="stem+classifier"),
 )
-"""Tried after ``DEFAULT``, in order, when it misses the bound."""
+"""Tried after ``DEFAULT``, in order, when it misses the bound (the next best on the Fashion-MNIST bundle)."""
