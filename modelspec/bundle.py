@@ -211,9 +211,9 @@ def update_bundle(
     finally:
         os.close(folder_lock)
     _fsync_dir(bundle_dir)
-    logger.info(
-        "updated bundle %s version %s at %s: %s", spec.name, spec.version, bundle_dir, ", ".join(sorted(changed))
-    )
+    removed = ", ".join(sorted(set(remove) - set(writers))) or "none"
+    written = ", ".join(sorted(writers)) or "none"
+    logger.info("updated %s v%s at %s (written: %s; removed: %s)", spec.name, spec.version, bundle_dir, written, removed)
     return Bundle(path=bundle_dir, spec=final_spec)
 
 
