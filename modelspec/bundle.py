@@ -213,7 +213,7 @@ def update_bundle(
     _fsync_dir(bundle_dir)
     removed = ", ".join(sorted(set(remove) - set(writers))) or "none"
     written = ", ".join(sorted(writers)) or "none"
-    logger.info("updated %s v%s at %s (written: %s; removed: %s)", spec.name, spec.version, bundle_dir, written, removed)
+    logger.info("updated %s v%s (written: %s; removed: %s)", spec.name, spec.version, written, removed)
     return Bundle(path=bundle_dir, spec=final_spec)
 
 
