@@ -43,7 +43,7 @@ chromium:
 		{ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
 		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } || \
-		echo "could not install chromium: the browser tests will be skipped"; }
+		echo "could not install chromium: the browser tests will be skipped (with CI=true they fail)"; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
