@@ -23,7 +23,10 @@ it; readers of the rendered page never see it::
   string ending in ``...`` matches any string it begins (``"96bcd511..."``). Other output is compared line by line,
   every number matching any number; each line shown must appear, in order (lines the docs leave out are allowed).
 - ``<!-- doc-test skip="make install; make run" -->``: commands starting with one of these (``;``-separated) are
-  not run, because the test provides what they do (the environment, the service).
+  not run, because the test provides what they do (the environment, the service). ``cwd="fresh"``: the block runs
+  in an empty folder of its own (for examples that must not see what earlier ones wrote, such as a first
+  ``models/digits/1``); the service is the same.
+- Blocks run in file order, README.md first, then docs/*.md by name; a block may use what earlier ones made.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ OPTION = re.compile(r"(\w+)=\"([^\"]*)\"")
 FENCE = re.compile(r"^```(?P<lang>\w*)\s*$")
 STATUS_COMMENT = re.compile(r"#\s*HTTP\s+(\d{3})\b")
 ELLIPSIS = "\u2026doc-test-any"
+SKIP_LINE = re.compile(r"[|\s]*\.\.\.[|\s]*")  # "..." (or "| ... |" in a table): lines left out here
 NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?%?", re.IGNORECASE)
 
 
@@ -61,6 +65,7 @@ class Block:
     lang: str
     steps: tuple[Step, ...]
     skip: tuple[str, ...] = ()
+    fresh: bool = False  # run in an empty folder of its own, not the shared one
 
     @property
     def where(self) -> str:
@@ -88,7 +93,8 @@ def find_blocks(path: Path) -> list[Block]:
         body = lines[number + 2 : end]
         skip = tuple(s.strip() for s in options.get("skip", "").split(";") if s.strip())
         steps = _console_steps(body, number + 3) if fence["lang"] == "console" else _sh_steps(body, number + 3)
-        blocks.append(Block(path, number + 2, fence["lang"], tuple(steps), skip))
+        fresh = options.get("cwd") == "fresh"
+        blocks.append(Block(path, number + 2, fence["lang"], tuple(steps), skip, fresh))
     return blocks
 
 
@@ -288,7 +294,7 @@ def compare_text(expected: str, actual: str) -> list[str]:
     real = [line.strip() for line in actual.splitlines() if line.strip()]
     position = 0
     for line in (line.strip() for line in expected.splitlines()):
-        if not line or line == "...":
+        if not line or SKIP_LINE.fullmatch(line):
             continue
         pattern = _line_pattern(line)
         while position < len(real) and not pattern.fullmatch(real[position]):

@@ -25,12 +25,13 @@ def test_the_readme_quick_start_is_checked() -> None:
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.where for block in BLOCKS])
-def test_documented_example(block: Block, docs_world: DocsWorld) -> None:
+def test_documented_example(block: Block, docs_world: DocsWorld, tmp_path: Path) -> None:
+    cwd = tmp_path if block.fresh else docs_world.cwd
     problems: list[str] = []
     for step in block.steps:
         if step.command.startswith(block.skip) and block.skip:
             continue
-        problems += run_step(step, url=docs_world.url, cwd=docs_world.cwd, env=docs_world.env)
+        problems += run_step(step, url=docs_world.url, cwd=cwd, env=docs_world.env)
         if problems:
             break  # the next commands depend on this one
     assert not problems, f"{block.where}: the docs no longer match the program:\n" + "\n".join(problems)
