@@ -4,6 +4,7 @@ digits model that later examples use."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,13 @@ def test_every_doc_file_parses(tmp_path: Path) -> None:
     broken.write_text("<!-- doc-test -->\nno fence here\n")
     with pytest.raises(ValueError, match="must be followed by a fenced block"):
         find_blocks(broken)
+
+
+def test_a_deliberately_changed_readme_example_fails(docs_world: DocsWorld) -> None:
+    """The README's first prediction, with one label changed, against the real service: the test would fail."""
+    shown = next(block for block in BLOCKS if block.source.name == "README.md" and block.lang == "console")
+    step = shown.steps[0]
+    assert step.expected is not None and '"tiger cat"' in step.expected
+    changed = dataclasses.replace(step, expected=step.expected.replace('"tiger cat"', '"lynx"'))
+    problems = run_step(changed, url=docs_world.url, cwd=docs_world.cwd, env=docs_world.env)
+    assert problems and "the docs show 'lynx', the service gave 'tiger cat'" in problems[0], problems
