@@ -14,16 +14,17 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
+from app.api.errors import install_error_handlers
+from app.api.metrics_middleware import MetricsMiddleware
 from app.api.routes import admin, explain, health, inference, metrics, models, v2, v2_infer
 from app.api.shedding import SheddingMiddleware
 from app.api.v2_errors import V2ErrorShapeMiddleware
 from app.api.web import install_web
 from app.config import Settings
-from app.errors import install_error_handlers
-from app.explain import ExplainSlots
-from app.inference import InferencePipeline
-from app.metrics import Metrics, MetricsMiddleware
-from app.registry import ModelRegistry
+from app.engine.explain import ExplainSlots
+from app.engine.inference import InferencePipeline
+from app.engine.metrics import Metrics
+from app.engine.registry import ModelRegistry
 from modelspec import remove_stale_temp_dirs
 
 logger = logging.getLogger(__name__)

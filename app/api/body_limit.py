@@ -8,7 +8,7 @@
   the rest of the body is then read and thrown away, up to a bound (``drain_bytes``, ``DRAIN_SECONDS``), and the
   connection is closed after it. A client that sent ``Expect: 100-continue`` has not sent its body: no drain.
 
-The request line and headers have their own limits and time-out in the HTTP protocol (``app.server``).
+The request line and headers have their own limits and time-out in the HTTP protocol (``app.api.server``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import domain_error_response
-from app.uploads import PayloadTooLargeError, RequestTimeoutError
+from app.api.errors import domain_error_response
+from app.api.uploads import PayloadTooLargeError, RequestTimeoutError
 
 DRAIN_SECONDS = 5.0
 """The longest a refused body is drained before the connection closes."""

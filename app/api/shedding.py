@@ -6,7 +6,7 @@ as frequent as the waiting room is large. A refusal that went through FastAPI (r
 form) cost 600-700 us of CPU, one refused here 40-50 us (measured in-process), so refusing here keeps the CPU for
 the requests that are served. The body is read first (under the body guards), so that a slow upload never holds a
 slot, then replayed to the route; a client that left while it waited is dropped before any work. The route's
-pipeline sees that the slot is held (``app.admission``) and does not wait again. Requests whose model cannot be
+pipeline sees that the slot is held (``app.engine.admission``) and does not wait again. Requests whose model cannot be
 found, or whose query is invalid, go on to the route, which answers them properly.
 """
 
@@ -20,11 +20,12 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.admission import OverloadedError
-from app.errors import CLIENT_CLOSED_REQUEST, domain_error_response, error_response
-from app.model import LoadedModel
-from app.registry import ModelLookupError
-from app.uploads import ClientDisconnectedError, DisconnectWatch, UploadError
+from app.api.errors import CLIENT_CLOSED_REQUEST, domain_error_response, error_response
+from app.api.uploads import DisconnectWatch, UploadError
+from app.engine.admission import OverloadedError
+from app.engine.inference import ClientDisconnectedError
+from app.engine.model import LoadedModel
+from app.engine.registry import ModelLookupError
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Errors under ``/v2`` in the Open Inference Protocol's shape, ``{"error": "<message>"}``, status unchanged.
 
-Every error is first answered by ``app.errors`` (which also counts it in the metrics) in the service's shape,
+Every error is first answered by ``app.api.errors`` (which also counts it in the metrics) in the service's shape,
 ``{"error": {"code", "message"}}``, wherever it comes from: a route, the body limit, an unknown path, an unexpected
 exception. This middleware, outside all of them, rewrites such a body on the way out for paths under ``/v2``;
 other bodies (``{"ready": false}``) and every success pass through untouched, as does everything outside ``/v2``.

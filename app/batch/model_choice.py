@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from app.config import Settings
-from app.registry import ModelNotFoundError, NotReadyError, VersionNotFoundError, choose_default
+from app.engine.registry import ModelNotFoundError, NotReadyError, VersionNotFoundError, choose_default
 from modelspec import Bundle, BundleError, list_models, read_bundle
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.backends import Batch, Outputs
+from app.engine.backends import Batch, Outputs
 from modelspec import SPEC_FILE, WEIGHTS_FILE
 from tests.app.conftest import ClientFactory
 from tests.app.test_api import JPEG

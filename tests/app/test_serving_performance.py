@@ -17,10 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import app.config
-import app.model
-from app.backends import Backend, Batch, Outputs
-from app.backends.ort import OnnxBackend
+import app.engine.model
 from app.config import Settings, available_cores, cgroup_cpu_limit
+from app.engine.backends import Backend, Batch, Outputs
+from app.engine.backends.ort import OnnxBackend
 from modelspec import read_bundle
 from tests.app.conftest import ClientFactory
 from tests.app.test_api import shape_image

@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.admission import Admission
-from app.backends import Backend, Batch, Outputs
-from app.uploads import ClientDisconnectedError, Upload
+from app.engine.admission import Admission
+from app.engine.backends import Backend, Batch, Outputs
+from app.engine.inference import ClientDisconnectedError, Upload
 from tests.app.conftest import ClientFactory
 from tests.app.live_server import live_server
 from tests.app.test_api import JPEG

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import app.model
-from app.backends import Backend, create_backend
+import app.engine.model
 from app.config import Settings
+from app.engine.backends import Backend, create_backend
 from app.main import create_app
 from modelspec import Bundle
 from modelspec.decode import load_input
@@ -367,7 +367,7 @@ def gated(monkeypatch: pytest.MonkeyPatch) -> list[GatedBackend]:
         created.append(GatedBackend(create_backend(settings, bundle)))
         return created[-1]
 
-    monkeypatch.setattr(app.model, "create_backend", factory)
+    monkeypatch.setattr(app.engine.model, "create_backend", factory)
     return created
 
 

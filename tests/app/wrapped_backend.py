@@ -8,9 +8,9 @@ from typing import TypeVar
 
 import pytest
 
-import app.model
-from app.backends import Backend, Batch, Outputs
+import app.engine.model
 from app.config import Settings
+from app.engine.backends import Backend, Batch, Outputs
 from modelspec import Bundle
 
 
@@ -42,11 +42,11 @@ W = TypeVar("W", bound=WrappedBackend)
 def wrap_every_backend(monkeypatch: pytest.MonkeyPatch, wrap: Callable[[Backend], W]) -> list[W]:
     """From now on, every backend the app creates is ``wrap(real backend)``; the list collects them."""
     created: list[W] = []
-    real_factory = app.model.create_backend
+    real_factory = app.engine.model.create_backend
 
     def factory(settings: Settings, bundle: Bundle) -> Backend:
         created.append(wrap(real_factory(settings, bundle)))
         return created[-1]
 
-    monkeypatch.setattr(app.model, "create_backend", factory)
+    monkeypatch.setattr(app.engine.model, "create_backend", factory)
     return created

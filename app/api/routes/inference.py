@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from app.api.deps import ServicesDep, VersionQuery
-from app.encode import encode_features, encode_predictions
-from app.errors import APIError
-from app.inference import Inference
-from app.schemas import ErrorResponse, FeaturesResponse, PredictResponse
-from app.uploads import DisconnectWatch, read_uploads
+from app.api.encode import encode_features, encode_predictions
+from app.api.errors import APIError
+from app.api.schemas import ErrorResponse, FeaturesResponse, PredictResponse
+from app.api.uploads import DisconnectWatch, read_uploads
+from app.engine.inference import Inference
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 

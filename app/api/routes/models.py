@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep, VersionQuery
-from app.model import LoadedModel
-from app.registry import ModelRegistry
-from app.schemas import ErrorResponse, LoadFailureInfo, ModelDetail, ModelList, ModelSummary
+from app.api.schemas import ErrorResponse, LoadFailureInfo, ModelDetail, ModelList, ModelSummary
+from app.engine.model import LoadedModel
+from app.engine.registry import ModelRegistry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

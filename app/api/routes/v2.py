@@ -9,10 +9,17 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.deps import RegistryDep
-from app.model import LoadedModel
-from app.oip.schemas import ModelMetadata, ModelReady, ProtocolErrorResponse, ServerLive, ServerMetadata, ServerReady
-from app.oip.signature import model_metadata
-from app.registry import ModelRegistry, VersionNotFoundError
+from app.api.oip.schemas import (
+    ModelMetadata,
+    ModelReady,
+    ProtocolErrorResponse,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+from app.api.oip.signature import model_metadata
+from app.engine.model import LoadedModel
+from app.engine.registry import ModelRegistry, VersionNotFoundError
 
 TAG = "open inference protocol (v2)"
 EXTENSIONS = ["binary_tensor_data", "classification"]

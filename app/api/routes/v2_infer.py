@@ -2,7 +2,7 @@
 
 The request runs through the same pipeline as ``/v1`` (decode pool, batcher, model), so v1 and v2 requests that
 arrive together share a batch; only reading the body and writing the answer are the protocol's own
-(``app.oip.request``, ``app.oip.response``).
+(``app.api.oip.request``, ``app.api.oip.response``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import ServicesDep
+from app.api.oip.errors import UnsupportedEncodingError
+from app.api.oip.request import INFERENCE_HEADER, Limits, read_inference_request
+from app.api.oip.response import write_inference_response
+from app.api.oip.schemas import InferenceRequest, InferenceResponse
 from app.api.routes.v2 import PROTOCOL_ERRORS, TAG, find_model
-from app.oip.errors import UnsupportedEncodingError
-from app.oip.request import INFERENCE_HEADER, Limits, read_inference_request
-from app.oip.response import write_inference_response
-from app.oip.schemas import InferenceRequest, InferenceResponse
 
 router = APIRouter(prefix="/v2/models", tags=[TAG])
 

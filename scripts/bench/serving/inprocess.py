@@ -124,7 +124,7 @@ class InProcessBench:
     def __init__(self, bundle: Bundle, images: bytes | Sequence[bytes], settings: Settings) -> None:
         """``images``: one JPEG, or several decoded in turn (the batch benchmark's photos); the single-image and
         decode figures use the first."""
-        from app.backends import create_backend
+        from app.engine.backends import create_backend
 
         self.prep = bundle.spec.preprocessing
         self.images = [images] if isinstance(images, bytes) else list(images)

@@ -1,7 +1,7 @@
 """The model registry: which bundles are loaded, which version of each is the default, and hot reload.
 
 ``refresh()`` scans the models folder. For each model it keeps the newest ``versions_loaded`` versions that load:
-a new version is assembled by ``app.model.load_model`` (hashes verified, backend created, checked and warmed up)
+a new version is assembled by ``app.engine.model.load_model`` (hashes verified, backend created, checked and warmed up)
 and only then swapped in; the versions already loaded keep serving meanwhile. A version that does not load while its
 files changed less than ``reload_settle_seconds`` ago is being copied (``cp -r`` into the models folder): it is
 "waiting for files", reported and retried, not a failure. Once its files have settled, a version that still does
@@ -22,8 +22,8 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from app.config import Settings
-from app.metrics import Metrics
-from app.model import BackendFactory, LoadedModel, load_model, now
+from app.engine.metrics import Metrics
+from app.engine.model import BackendFactory, LoadedModel, load_model, now
 from modelspec import BundleError, list_models
 
 logger = logging.getLogger(__name__)

@@ -33,12 +33,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app.api.errors import error_body
 from app.config import Settings
-from app.errors import error_body
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_PATH = "app.server:LimitedHttpToolsProtocol"
+PROTOCOL_PATH = "app.api.server:LimitedHttpToolsProtocol"
 """What uvicorn's worker processes import (``http=``); it reads its limits from the environment."""
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1024 * 1024

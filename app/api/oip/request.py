@@ -22,11 +22,9 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from app.inference import ModelInput
-from app.model import LoadedModel
-from app.oip.errors import InvalidTensorError, ProtocolError, TooManyInputsError
-from app.oip.schemas import InferenceRequest, Parameters, RequestInput, RequestOutput
-from app.oip.signature import (
+from app.api.oip.errors import InvalidTensorError, ProtocolError, TooManyInputsError
+from app.api.oip.schemas import InferenceRequest, Parameters, RequestInput, RequestOutput
+from app.api.oip.signature import (
     EMBEDDING,
     ENCODED_IMAGES,
     INPUT_DATATYPES,
@@ -35,7 +33,8 @@ from app.oip.signature import (
     PREPROCESSED,
     PROBABILITIES,
 )
-from app.uploads import Upload
+from app.engine.inference import ModelInput, Upload
+from app.engine.model import LoadedModel
 
 INFERENCE_HEADER = "inference-header-content-length"
 _LENGTH = struct.Struct("<I")

@@ -1,4 +1,4 @@
-"""Why a v2 request cannot be answered. Each error has a stable ``code``; ``app.errors`` gives each its status."""
+"""Why a v2 request cannot be answered. Each error has a stable ``code``; ``app.api.errors`` gives each its status."""
 
 from __future__ import annotations
 

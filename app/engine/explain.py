@@ -36,9 +36,9 @@ from typing import ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from app.encode import softmax
-from app.inference import InferenceFailedError, ModelReloadingError
-from app.model import LoadedModel
+from app.engine.inference import InferenceFailedError, ModelReloadingError
+from app.engine.model import LoadedModel
+from app.engine.postprocess import softmax
 from modelspec import Preprocessing
 from modelspec.preprocess import Float32Array
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app.admission import Admission
-from app.backends import Backend, create_backend
-from app.batching import Batcher
 from app.config import Settings
-from app.metrics import Metrics
+from app.engine.admission import Admission
+from app.engine.backends import Backend, create_backend
+from app.engine.batching import Batcher
+from app.engine.metrics import Metrics
 from modelspec import Bundle, BundleError, ModelSpec, read_bundle
 
 logger = logging.getLogger(__name__)

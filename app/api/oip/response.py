@@ -1,6 +1,6 @@
 """The model's outputs -> a v2 inference response body: JSON, or JSON followed by binary tensor data.
 
-Probabilities and top-k come from ``app.encode`` (the same numbers ``/v1/predict`` answers with); the
+Probabilities and top-k come from ``app.engine.postprocess`` (the same numbers ``/v1/predict`` answers with); the
 classification extension writes each class as ``"probability:index:label"``, as Triton does. An output asked for
 as binary is written after the JSON in output order, its size in ``binary_data_size``: FP32 as little-endian
 float32, BYTES as a 4-byte little-endian length before each element.
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
-from app.encode import probabilities, top_k
-from app.inference import Inference
-from app.oip.errors import ImageInputTooLargeError, InvalidImageInputError
-from app.oip.request import InferenceCall, RequestedOutput
-from app.oip.signature import BYTES, EMBEDDING, FP32
+from app.api.oip.errors import ImageInputTooLargeError, InvalidImageInputError
+from app.api.oip.request import InferenceCall, RequestedOutput
+from app.api.oip.signature import BYTES, EMBEDDING, FP32
+from app.engine.inference import Inference
+from app.engine.postprocess import probabilities, top_k
 from modelspec.decode import ImageError, ImageTooLargeError
 from modelspec.preprocess import Float32Array
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import onnxruntime as ort
 
-from app.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
+from app.engine.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
 from modelspec import ONNX_FILE, Bundle, tensors
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
-"""The encode stage: a model's outputs -> the answers clients read (top-k probabilities, embeddings).
+"""The encode stage of the HTTP face: a model's outputs -> the answers clients read (top-k probabilities, embeddings).
 
-Post-processing (softmax, top-k, L2 normalisation) lives here and nowhere else, so every route and command that
-answers with predictions or features answers alike. The answers are the response models the routes declare, built
+The numbers come from ``app.engine.postprocess`` (softmax, top-k, L2 normalisation), so every route and command
+that answers with predictions or features answers alike. The answers are the response models the routes declare, built
 with their validating constructors: pydantic validates in Rust, which measured faster than ``model_construct``
 (Python) and, with FastAPI serialising the models in Rust too, faster than the dicts and ``json.dumps`` it replaced.
 """
@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
-from app.inference import ImageOutcome, Inference, ItemError
-from app.model import LoadedModel
-from app.schemas import (
+from app.api.schemas import (
     ErrorDetail,
     FeatureResult,
     FeaturesResponse,
@@ -23,34 +19,10 @@ from app.schemas import (
     PredictResponse,
     PredictResult,
 )
+from app.engine.inference import ImageOutcome, Inference, ItemError
+from app.engine.model import LoadedModel
+from app.engine.postprocess import l2_normalize, top_k
 from modelspec.preprocess import Float32Array
-
-
-def softmax(logits: Float32Array) -> Float32Array:
-    shifted = np.exp(logits - logits.max())
-    result: Float32Array = shifted / shifted.sum()
-    return result
-
-
-def probabilities(logits: Float32Array) -> Float32Array:
-    """One image's class probabilities: the softmax of its logits, computed in float64."""
-    result: Float32Array = softmax(logits.astype(np.float64)).astype(np.float32)
-    return result
-
-
-def top_k(logits: Float32Array, k: int) -> list[tuple[int, float]]:
-    """The ``k`` most probable classes, best first, as ``(index, probability)``."""
-    scores = probabilities(logits)
-    k = min(k, len(scores))
-    candidates = np.argpartition(-scores, k - 1)[:k]
-    best = candidates[np.argsort(-scores[candidates], kind="stable")]
-    return [(int(i), float(scores[i])) for i in best]
-
-
-def l2_normalize(vector: Float32Array) -> Float32Array:
-    norm = float(np.linalg.norm(vector))
-    result: Float32Array = vector / norm if norm > 0 else vector
-    return result
 
 
 def model_ref(model: LoadedModel) -> ModelRef:

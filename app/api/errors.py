@@ -19,17 +19,22 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from app.admission import OverloadedError
-from app.inference import InferenceError, InferenceFailedError, InvalidInputError, ModelReloadingError
-from app.oip.errors import ImageInputTooLargeError, ProtocolError, TooManyInputsError, UnsupportedEncodingError
-from app.registry import ModelLookupError, ModelNotFoundError, NotReadyError, VersionNotFoundError
-from app.uploads import (
-    ClientDisconnectedError,
+from app.api.oip.errors import ImageInputTooLargeError, ProtocolError, TooManyInputsError, UnsupportedEncodingError
+from app.api.uploads import (
     PayloadTooLargeError,
     RequestTimeoutError,
     UnsupportedMediaTypeError,
     UploadError,
 )
+from app.engine.admission import OverloadedError
+from app.engine.inference import (
+    ClientDisconnectedError,
+    InferenceError,
+    InferenceFailedError,
+    InvalidInputError,
+    ModelReloadingError,
+)
+from app.engine.registry import ModelLookupError, ModelNotFoundError, NotReadyError, VersionNotFoundError
 from modelspec.decode import (
     EmptyImageError,
     ImageError,

@@ -2,20 +2,21 @@
 
 The body size is capped by ``app.api.body_limit.BodyLimitMiddleware`` before any of this runs (Starlette would
 otherwise spool multipart parts to disk without a total cap), and the number of files is capped here. A request
-that cannot be read raises an ``UploadError`` whose ``code`` is stable; ``app.errors`` maps it to an HTTP status.
+that cannot be read raises an ``UploadError`` whose ``code`` is stable; ``app.api.errors`` maps it to an HTTP status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import ClassVar
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
+
+from app.engine.inference import Upload
 
 
 class UploadError(ValueError):
@@ -52,13 +53,6 @@ class RequestTimeoutError(UploadError):
     code = "request_timeout"
 
 
-class ClientDisconnectedError(Exception):
-    """The client closed the connection before its answer was ready: nobody's fault, nobody to answer. Not an
-    ``UploadError`` (no status fits); ``app.errors`` logs it without a traceback and counts it apart."""
-
-    code: ClassVar[str] = "client_disconnected"
-
-
 class DisconnectWatch:
     """Says whether the client of a request whose body has been read has gone away: a background task waits for
     the ASGI ``http.disconnect`` message, and each check is an attribute read. (Starlette's
@@ -87,12 +81,6 @@ class DisconnectWatch:
         else:
             with contextlib.suppress(BaseException):
                 self._waiting.exception()  # retrieved: no "exception was never retrieved" warning
-
-
-@dataclass(frozen=True)
-class Upload:
-    filename: str | None
-    data: bytes
 
 
 HOW_TO_SEND = (

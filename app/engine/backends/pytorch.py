@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from app.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
+from app.engine.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
 from modelspec import Bundle
 from modelspec.network import load_network
 

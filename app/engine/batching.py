@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.backends import Backend, Batch, Outputs
+from app.engine.backends import Backend, Batch, Outputs
 
 logger = logging.getLogger(__name__)
 

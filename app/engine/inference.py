@@ -1,5 +1,6 @@
 """The inference pipeline, one stage each: decode (a thread pool) -> batch -> predict -> unbatch (the model's
-batcher and backend); encoding the answer is ``app.encode``'s job.
+batcher and backend); encoding the answer is the faces' job
+(``app.api.encode``, ``app.batch.rows``).
 
 Callers hand in encoded images (``Upload``: the HTTP routes), image files (``ImageFile``: the batch command, read
 on the decode pool too) or arrays already preprocessed for the model (a tensor protocol, an explanation that
@@ -26,11 +27,10 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from app.batching import BatcherClosedError
 from app.config import Settings
-from app.metrics import Metrics
-from app.model import LoadedModel
-from app.uploads import ClientDisconnectedError, Upload
+from app.engine.batching import BatcherClosedError
+from app.engine.metrics import Metrics
+from app.engine.model import LoadedModel
 from modelspec import Preprocessing
 from modelspec.decode import DEFAULT_MAX_PIXELS, DecodeLimits, ImageError, load_input, read_file
 from modelspec.preprocess import Float32Array
@@ -60,6 +60,21 @@ class ModelReloadingError(InferenceError):
 
 ItemError = ImageError | InferenceError
 """Why one input got no answer."""
+
+
+class ClientDisconnectedError(Exception):
+    """The client closed the connection before its answer was ready: nobody's fault, nobody to answer. Not an
+    upload error (no status fits); ``app.api.errors`` logs it without a traceback and counts it apart."""
+
+    code: ClassVar[str] = "client_disconnected"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An encoded image as a client sent it (an HTTP upload, a v2 BYTES tensor)."""
+
+    filename: str | None
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -117,9 +132,9 @@ class InferencePipeline:
         """Run ``inputs`` through the model ``resolve`` returns; resolve again once if it was unloaded meanwhile
         (a hot reload), since the new version may preprocess differently.
 
-        The request first waits for one of the model's slots (``app.admission``): ``OverloadedError`` if none comes
-        free within ``queue_timeout`` (default: the model's). With ``disconnected``, the work of a client that went
-        away is dropped before decoding and before inference (``ClientDisconnectedError``)."""
+        The request first waits for one of the model's slots (``app.engine.admission``): ``OverloadedError`` if
+        none comes free within ``queue_timeout`` (default: the model's). With ``disconnected``, the work of a client
+        that went away is dropped before decoding and before inference (``ClientDisconnectedError``)."""
         for attempt in (1, 2):
             model = resolve()
             try:

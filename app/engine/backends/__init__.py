@@ -6,8 +6,8 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from app.backends.base import Backend, Batch, Outputs
 from app.config import Settings
+from app.engine.backends.base import Backend, Batch, Outputs
 from modelspec import ONNX_FILE, WEIGHTS_FILE, Bundle
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def choose_backend(settings: Settings, bundle: Bundle) -> str:
 def create_backend(settings: Settings, bundle: Bundle) -> Backend:
     kind = choose_backend(settings, bundle)
     if kind == "onnx":
-        from app.backends.ort import OnnxBackend
+        from app.engine.backends.ort import OnnxBackend
 
         threads = settings.resolved_intra_op_threads()
         workers = settings.resolved_inference_workers("onnx")
@@ -53,7 +53,7 @@ def create_backend(settings: Settings, bundle: Bundle) -> Backend:
         raise BackendUnavailableError(
             "the torch backend needs PyTorch: pip install 'imgclf[torch]', or set IMGCLF_BACKEND=onnx"
         )
-    from app.backends.pytorch import TorchBackend
+    from app.engine.backends.pytorch import TorchBackend
 
     device = settings.device if _cuda_available() else "cpu"
     return TorchBackend(bundle, device, fp16=settings.fp16, threads=settings.resolved_intra_op_threads())

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from app.explain import OcclusionGrid
+from app.engine.explain import OcclusionGrid
 from modelspec import Preprocessing
 from modelspec.preprocess import Float32Array
 

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from app.model import LoadedModel
-from app.oip.schemas import ModelMetadata, TensorMetadata
+from app.api.oip.schemas import ModelMetadata, TensorMetadata
+from app.engine.model import LoadedModel
 from modelspec import tensors
 from modelspec.decode import FORMATS_TEXT
 
