@@ -2,8 +2,8 @@
 
 Files go through ``app.engine.inference.InferencePipeline`` (read and decoded on its thread pool) and the model's
 batcher and backend, a batch-sized chunk at a time, exactly as a request with that many images would; several
-chunks are in flight at once, so the pool decodes the next ones while the backend runs the previous ones, and nothing waits
-per image. Rows come out as each chunk completes (in completion order, not input order).
+chunks are in flight at once, so the pool decodes the next ones while the backend runs the previous ones, and nothing
+waits per image. Rows come out as each chunk completes (in completion order, not input order).
 """
 
 from __future__ import annotations
