@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from modelspec import tensors
 from modelspec.bundle import ONNX_FILE, WEIGHTS_FILE, Bundle, write_bundle
 from modelspec.network import ClassifierNet
+from modelspec.runtime import build_session
 from modelspec.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -74,9 +75,7 @@ def check_onnx(network: ClassifierNet, onnx_path: Path, sample: torch.Tensor, *,
     The tolerance is relative to the size of the outputs (logits of a few units, embeddings of any scale), and two
     batch sizes are checked so a batch dimension baked in as a constant cannot slip through.
     """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = build_session(onnx_path)
     worst = 0.0
     for batch in (sample[:1], sample):
         with torch.no_grad():

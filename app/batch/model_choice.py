@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.config import Settings
 from app.engine.registry import ModelNotFoundError, NotReadyError, VersionNotFoundError, choose_default
-from modelspec import Bundle, BundleError, list_models, read_bundle
+from modelspec import Bundle, BundleError, list_models, read_bundle, versions_to_open
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,10 @@ def bundle_candidates(models_dir: Path, name: str | None, version: int | None, d
     versions = on_disk.get(name)
     if not versions:
         raise ModelNotFoundError(f"no model named {name!r} in {models_dir}; available: {sorted(on_disk) or 'none'}")
-    if version is not None:
-        if version not in versions:
-            raise VersionNotFoundError(f"{name} has no version {version} in {models_dir}; versions: {versions}")
-        return [models_dir / name / str(version)]
-    return [models_dir / name / str(v) for v in sorted(versions, reverse=True)]
+    chosen = versions_to_open(versions, version)
+    if not chosen:
+        raise VersionNotFoundError(f"{name} has no version {version} in {models_dir}; versions: {versions}")
+    return [models_dir / name / str(v) for v in chosen]
 
 
 def resolve_bundle(settings: Settings, model: str | None) -> Bundle:

@@ -24,7 +24,7 @@ from typing import ClassVar
 from app.config import Settings
 from app.engine.metrics import Metrics
 from app.engine.model import BackendFactory, LoadedModel, load_model, now
-from modelspec import BundleError, list_models
+from modelspec import BundleError, list_models, versions_to_open
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +140,10 @@ class ModelRegistry:
         versions = models.get(name)
         if not versions:
             raise ModelNotFoundError(f"no model named {name!r}; available: {sorted(models) or 'none'}")
-        if version is None:
-            return versions[max(versions)]
-        if version not in versions:
+        chosen = versions_to_open(versions, version)
+        if not chosen:
             raise VersionNotFoundError(f"{name} version {version} is not loaded; loaded versions: {sorted(versions)}")
-        return versions[version]
+        return versions[chosen[0]]
 
     def failures(self, name: str) -> list[LoadFailure]:
         return sorted(self._failures.get(name, {}).values(), key=lambda f: f.version)
@@ -186,7 +185,7 @@ class ModelRegistry:
         """The newest ``versions_loaded`` versions of ``name`` that load, newest first."""
         keep: dict[int, LoadedModel] = {}
         failures = self._failures.setdefault(name, {})
-        for version in sorted(versions, reverse=True):
+        for version in versions_to_open(versions):
             if len(keep) == self._settings.versions_loaded:
                 break
             if version in loaded:

@@ -8,8 +8,6 @@ the cores stay busy with whole batches and decoding instead).
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -17,42 +15,11 @@ import onnxruntime as ort
 
 from app.engine.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
 from modelspec import ONNX_FILE, Bundle, tensors
-
-logger = logging.getLogger(__name__)
-
-_arena_lock = threading.Lock()
-_arena_shared = False
-
-
-def share_one_arena() -> bool:
-    """Register one CPU memory arena for every session in the process (ONNX Runtime's environment allocator).
-
-    Each session otherwise keeps its own arena at its own peak of activation memory: two sessions of the default
-    model, warmed up and loaded, held 530 MB here; sharing one arena, 380 MB.
-    """
-    global _arena_shared
-    with _arena_lock:
-        if not _arena_shared:
-            try:
-                memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-                ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, -1, -1, -1))
-                _arena_shared = True
-            except Exception:  # an older ONNX Runtime: each session keeps its own arena
-                logger.warning("could not register a shared ONNX Runtime arena", exc_info=True)
-        return _arena_shared
+from modelspec.runtime import build_session
 
 
 def _session(bundle: Bundle, threads: int, spinning: bool) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if share_one_arena():
-        options.add_session_config_entry("session.use_env_allocators", "1")
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only; ORT warns about benign things at load
-    return ort.InferenceSession(str(bundle.file(ONNX_FILE)), sess_options=options, providers=["CPUExecutionProvider"])
+    return build_session(bundle.file(ONNX_FILE), threads=threads, spinning=spinning, shared_arena=True)
 
 
 class OnnxBackend:
