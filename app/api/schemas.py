@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
-from pydantic import BaseModel, Field
-
-from modelspec import Architecture, Preprocessing, Provenance
+from modelspec import ModelSpec
+from modelspec.spec import FORMAT_VERSION
 
 
 class ErrorDetail(BaseModel):
@@ -75,20 +75,17 @@ class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
-class ModelDetail(BaseModel):
-    name: str
+class ModelDetail(ModelSpec):
+    """The bundle's spec (every ``ModelSpec`` field but the file format: a new spec field appears here by itself)
+    and how the service serves it."""
+
+    # Every field is in every answer: the documented schema says so, as it did when the fields were listed here.
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    format_version: SkipJsonSchema[int] = Field(default=FORMAT_VERSION, exclude=True)
     version: int
-    default: bool
-    description: str
-    architecture: Architecture
-    num_classes: int
-    labels: list[str]
-    preprocessing: Preprocessing
-    embedding_size: int
-    metrics: dict[str, Any]
-    hyperparameters: dict[str, Any]
-    provenance: Provenance
     files: dict[str, str] = Field(description="File name -> sha256, verified at load.")
+    default: bool
     backend: str
     device: str
     loaded_at: str

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+from modelspec import read_spec
 from tests.app.conftest import ClientFactory
 from tests.conftest import TINY_LABELS, encode
 
@@ -125,6 +126,15 @@ def test_model_metadata(client: TestClient) -> None:
     assert all(len(digest) == 64 for digest in detail["files"].values())
     assert detail["backend"] == "onnx"
     assert detail["failed_versions"] == []
+
+
+def test_model_detail_carries_every_spec_field(client: TestClient, tiny_models_dir: Path) -> None:
+    """The detail is derived from the spec: a field added to ModelSpec is answered without another edit."""
+    spec = read_spec(tiny_models_dir / "tiny" / "1")
+    detail = client.get("/v1/models/tiny").json()
+    expected = spec.model_dump(mode="json", exclude={"format_version"})
+    assert {field: detail[field] for field in expected} == expected
+    assert "format_version" not in detail
 
 
 BAD_REQUESTS = {
