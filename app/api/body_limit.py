@@ -18,6 +18,7 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import domain_error_response
+from app.api.protocols import protocol_of
 from app.api.uploads import PayloadTooLargeError, RequestTimeoutError
 
 DRAIN_SECONDS = 5.0
@@ -27,7 +28,7 @@ CLOSE = (b"connection", b"close")
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with a 413 and stalled ones with a 408, in our JSON error shape."""
+    """Refuse bodies over ``max_bytes`` with a 413 and stalled ones with a 408, in the protocol's error shape."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 20.0) -> None:
         self.app = app
@@ -48,7 +49,8 @@ class BodyLimitMiddleware:
         no_body = length == 0 or (length is None and b"transfer-encoding" not in headers)
         guard = _BodyGuard(self, receive, send, no_body, headers.get(b"expect", b"").lower() == b"100-continue")
         if length is not None and length > self.max_bytes:
-            await domain_error_response(self.too_large())(scope, guard.receive, guard.send)
+            answer = domain_error_response(self.too_large(), protocol=protocol_of(scope["path"]))
+            await answer(scope, guard.receive, guard.send)
             return
         await self.app(scope, guard.receive, guard.send)
 

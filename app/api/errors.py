@@ -1,17 +1,17 @@
-"""One error shape for every failure: ``{"error": {"code": "...", "message": "..."}}`` with the right status.
+"""One error source for every failure: the right status, in the request's protocol's shape
+(``{"error": {"code": "...", "message": "..."}}``, or ``{"error": "..."}`` under ``/v2``: ``app.api.protocols``).
 
 The domain modules raise errors that know nothing of HTTP, each with a stable ``code`` (decoding: ``ImageError``,
 reading a request: ``UploadError``, finding a model: ``ModelLookupError``, running one: ``InferenceError``, a
 v2 request: ``ProtocolError``); this module is the one place that gives each its status. Handlers turn those, the
 routes' own ``APIError``, Starlette's HTTP errors and FastAPI's validation errors into that shape; anything
-unexpected becomes a logged 500 with the same shape, never a traceback to the client. Under ``/v2`` the body is
-then reshaped into the Open Inference Protocol's ``{"error": "..."}`` (``app.api.v2_errors``), status unchanged.
+unexpected becomes a logged 500 with the same shape, never a traceback to the client. Each handler knows the
+request's path, so an answer under ``/v2`` is made in the Open Inference Protocol's shape in the first place.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app.api.oip.errors import ImageInputTooLargeError, ProtocolError, TooManyInputsError, UnsupportedEncodingError
+from app.api.protocols import Protocol, error_body, protocol_of
 from app.api.uploads import (
     PayloadTooLargeError,
     RequestTimeoutError,
@@ -100,12 +101,10 @@ def http_status(error: DomainError) -> int:
     raise AssertionError(f"{type(error).__name__} has no HTTP status")  # every family's base is in the table
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, *, protocol: Protocol = "v1"
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, protocol), status_code=status, headers=headers)
 
 
 def error_headers(error: DomainError) -> dict[str, str] | None:
@@ -115,9 +114,15 @@ def error_headers(error: DomainError) -> dict[str, str] | None:
     return None
 
 
-def domain_error_response(error: DomainError, headers: dict[str, str] | None = None) -> JSONResponse:
+def domain_error_response(
+    error: DomainError, headers: dict[str, str] | None = None, *, protocol: Protocol = "v1"
+) -> JSONResponse:
     return error_response(
-        http_status(error), error.code, str(error), {**(error_headers(error) or {}), **(headers or {})}
+        http_status(error),
+        error.code,
+        str(error),
+        {**(error_headers(error) or {}), **(headers or {})},
+        protocol=protocol,
     )
 
 
@@ -127,7 +132,7 @@ def _respond(
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(code).inc()
-    return error_response(status, code, message, headers)
+    return error_response(status, code, message, headers, protocol=protocol_of(request.url.path))
 
 
 _STATUS_CODES = {

@@ -9,7 +9,8 @@ hundred slow ones could hold connections for ever. This subclass adds, per conne
   cap instead of being buffered;
 - a time-out for the head, counted from the request's first byte (or from connecting, for the first request):
   408 if part of a request came, a quiet close if nothing did;
-- invalid HTTP answered with a 400, all in the service's JSON error shape.
+- invalid HTTP answered with a 400, all in the error shape of the request's protocol (as far as its target
+  came: ``{"error": "..."}`` under ``/v2``).
 
 After such an answer the connection is half-closed and what the client still sends is read and thrown away for a
 moment (a "lingering close"), so that a client still writing its request reads the answer instead of a reset.
@@ -33,7 +34,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from app.api.errors import error_body
+from app.api.protocols import error_body, protocol_of
 from app.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # another request's answer is being written: no room for ours
             return
-        body = json.dumps(error_body(code, message)).encode()
+        body = json.dumps(error_body(code, message, protocol_of(self.url))).encode()
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -42,10 +41,6 @@ STANDING_SHARE = 0.75
 """A queue whose oldest request has waited this share of the time-out is standing: the newest is let in first. Not
 earlier: under a moderate overload the oldest still make it in time, and turning to the newest would only make them
 miss it."""
-
-
-_HELD: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("imgclf_admission_held", default=None)
-"""The admission whose slot the current task holds (its request was let in at the HTTP edge)."""
 
 
 class OverloadedError(RuntimeError):
@@ -105,18 +100,12 @@ class Admission:
     @contextlib.asynccontextmanager
     async def slot(self, timeout: float | None = None) -> AsyncIterator[None]:
         """Hold one slot for the block; ``OverloadedError`` when none comes free in time (``timeout`` overrides
-        the model's). Within a block of the same admission in this task (the HTTP edge took the slot already),
-        nothing more is taken."""
-        if _HELD.get() is self:
-            yield
-            return
+        the model's)."""
         await self.acquire(timeout)
         started = self._now()
-        token = _HELD.set(self)
         try:
             yield
         finally:
-            _HELD.reset(token)
             self.release(self._now() - started)
 
     async def acquire(self, timeout: float | None = None) -> None:

@@ -85,6 +85,14 @@ class ImageFile:
     filename: str
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A request let in before it reached the pipeline (the HTTP edge sheds load): the model it was resolved to,
+    one of whose admission slots the caller holds for it until it is answered."""
+
+    model: LoadedModel
+
+
 ModelInput = Upload | ImageFile | Float32Array
 """An encoded image, an image file, or one image already preprocessed for the model (float32, CHW)."""
 
@@ -126,6 +134,7 @@ class InferencePipeline:
         resolve: Callable[[], LoadedModel],
         inputs: Sequence[ModelInput],
         *,
+        admitted: Admitted | None = None,
         disconnected: DisconnectProbe | None = None,
         queue_timeout: float | None = None,
     ) -> Inference:
@@ -133,16 +142,20 @@ class InferencePipeline:
         (a hot reload), since the new version may preprocess differently.
 
         The request first waits for one of the model's slots (``app.engine.admission``): ``OverloadedError`` if
-        none comes free within ``queue_timeout`` (default: the model's). With ``disconnected``, the work of a client
+        none comes free within ``queue_timeout`` (default: the model's). An ``admitted`` request runs on its model
+        with the slot its caller holds, without resolving or waiting. With ``disconnected``, the work of a client
         that went away is dropped before decoding and before inference (``ClientDisconnectedError``)."""
+        model = admitted.model if admitted is not None else resolve()
         for attempt in (1, 2):
-            model = resolve()
             try:
+                if admitted is not None and model is admitted.model:
+                    return Inference(model, await self._run_on(model, inputs, disconnected))
                 async with model.admission.slot(queue_timeout):
                     return Inference(model, await self._run_on(model, inputs, disconnected))
             except BatcherClosedError:
                 if attempt == 2:
                     raise ModelReloadingError("the model is being reloaded; retry in a moment") from None
+            model = resolve()
         raise AssertionError("unreachable")
 
     async def warm_up(self) -> None:

@@ -18,6 +18,7 @@ from app.api.oip.schemas import (
     ServerReady,
 )
 from app.api.oip.signature import model_metadata
+from app.api.protocols import V2_PREFIX
 from app.engine.model import LoadedModel
 from app.engine.registry import ModelRegistry, VersionNotFoundError
 
@@ -28,7 +29,7 @@ PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 METADATA_ERRORS: dict[int | str, dict[str, Any]] = {404: PROTOCOL_ERRORS[404]}
 
-router = APIRouter(prefix="/v2", tags=[TAG])
+router = APIRouter(prefix=V2_PREFIX, tags=[TAG])
 
 
 def find_model(registry: ModelRegistry, name: str, version: str | None) -> LoadedModel:
