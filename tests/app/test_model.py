@@ -20,7 +20,7 @@ from app.engine.model import LoadedModel, load_model
 from modelspec import SPEC_FILE, Bundle, BundleError
 from modelspec.decode import UnsupportedImageFormatError, load_input
 from tests.app.conftest import settings_for
-from tests.app.test_api import JPEG
+from tests.app.images import JPEG
 from tests.app.wrapped_backend import WrappedBackend
 
 

@@ -20,8 +20,8 @@ from app.engine.admission import Admission
 from app.engine.backends import Backend, Batch, Outputs
 from app.engine.inference import ClientDisconnectedError, Upload
 from tests.app.conftest import ClientFactory
+from tests.app.images import JPEG
 from tests.app.live_server import live_server
-from tests.app.test_api import JPEG
 from tests.app.v2_helpers import b64
 from tests.app.wrapped_backend import WrappedBackend, wrap_every_backend
 

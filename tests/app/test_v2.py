@@ -21,9 +21,8 @@ from app.main import create_app
 from modelspec import Bundle
 from modelspec.decode import load_input
 from tests.app.conftest import ClientFactory, settings_for
-from tests.app.test_api import JPEG, png_header_only, shape_image
-from tests.app.test_openapi import assert_documented
-from tests.app.test_serving_performance import GatedBackend
+from tests.app.images import JPEG, png_header_only, shape_image
+from tests.app.openapi_check import assert_documented
 from tests.app.v2_helpers import (
     b64,
     binary_body,
@@ -33,6 +32,7 @@ from tests.app.v2_helpers import (
     outputs_of,
     parse_classes,
 )
+from tests.app.wrapped_backend import GatedBackend
 from tests.conftest import TINY_LABELS, encode, tiny_spec
 
 SQUARE = encode(shape_image("square", (40, 56)), "PNG")
