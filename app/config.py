@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="Log one line per request.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    # The web page and explanations (app/static, app/explain*.py)
+    # The web page and explanations (app/static, app/engine/explain.py, app/api/explain_overlay.py)
     ui: bool = Field(default=True, description="Serve the web page at / (try a model, see its card); false: 404.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -72,6 +72,49 @@ def choose_default(names: Collection[str], configured: str | None) -> str | None
     if len(names) == 1:
         return next(iter(names))
     return PREFERRED_DEFAULT if PREFERRED_DEFAULT in names else min(names)
+
+
+@dataclass(frozen=True)
+class LookupWording:
+    """How a lookup's refusals name the place searched (the loaded models, a models folder) and what to do."""
+
+    no_default: Callable[[str | None, list[str]], str]  # (configured default, names there)
+    no_model: Callable[[str, list[str]], str]  # (name asked for, names there)
+    no_version: Callable[[str, int | None, list[int]], str]  # (name, version asked for, versions there)
+
+
+def find_versions(
+    catalogue: Mapping[str, Collection[int]],
+    name: str | None,
+    version: int | None,
+    default: str | None,
+    wording: LookupWording,
+) -> tuple[str, list[int]]:
+    """The model (``name``, else the default by ``choose_default``) and its versions to open, best first (the
+    version rule, ``modelspec.versions_to_open``); a ``ModelLookupError`` worded by ``wording`` otherwise. The
+    service looks up its loaded models this way, the batch command its models folder."""
+    names = sorted(catalogue)
+    if name is None:
+        name = choose_default(catalogue, default)
+        if name is None:
+            raise NotReadyError(wording.no_default(default, names))
+    versions = catalogue.get(name)
+    if not versions:
+        raise ModelNotFoundError(wording.no_model(name, names))
+    chosen = versions_to_open(versions, version)
+    if not chosen:
+        raise VersionNotFoundError(wording.no_version(name, version, sorted(versions)))
+    return name, chosen
+
+
+LOADED = LookupWording(
+    no_default=lambda configured, names: (
+        f"{f'the default model {configured!r} is not loaded' if configured else 'no model is loaded'}; "
+        f"loaded: {names or 'none'}; see /v1/models"
+    ),
+    no_model=lambda name, names: f"no model named {name!r}; available: {names or 'none'}",
+    no_version=lambda name, version, versions: f"{name} version {version} is not loaded; loaded versions: {versions}",
+)
 
 
 def seconds_since_change(path: Path) -> float:
@@ -131,19 +174,8 @@ class ModelRegistry:
     def get(self, name: str | None, version: int | None = None) -> LoadedModel:
         """The model to serve; a ``ModelLookupError`` that says what exists when it cannot be found."""
         models = self._models
-        if name is None:
-            name = self.default_name()
-            if name is None:
-                configured = self._settings.default_model
-                detail = f"the default model {configured!r} is not loaded" if configured else "no model is loaded"
-                raise NotReadyError(f"{detail}; loaded: {sorted(models) or 'none'}; see /v1/models")
-        versions = models.get(name)
-        if not versions:
-            raise ModelNotFoundError(f"no model named {name!r}; available: {sorted(models) or 'none'}")
-        chosen = versions_to_open(versions, version)
-        if not chosen:
-            raise VersionNotFoundError(f"{name} version {version} is not loaded; loaded versions: {sorted(versions)}")
-        return versions[chosen[0]]
+        name, chosen = find_versions(models, name, version, self._settings.default_model, LOADED)
+        return models[name][chosen[0]]
 
     def failures(self, name: str) -> list[LoadFailure]:
         return sorted(self._failures.get(name, {}).values(), key=lambda f: f.version)
