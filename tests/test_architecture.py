@@ -71,6 +71,30 @@ def test_importing_the_engine_loads_no_web_framework() -> None:
     assert result.stdout.strip() == "[]"
 
 
+FLOORS = {
+    "modelspec": ("app", "training"),
+    "app/config.py": ("app.",),
+    "app/engine": ("app.api", "app.batch", "app.main", "app.__main__"),
+    "app/api": ("app.batch", "app.main", "app.__main__"),
+    "app/batch": ("app.api", "app.main", "app.__main__"),
+}
+"""Where each floor must not reach: the floors above it (the faces do not lean on each other either)."""
+
+
+@pytest.mark.parametrize("floor", list(FLOORS))
+def test_each_floor_imports_only_the_floors_below(floor: str) -> None:
+    forbidden = FLOORS[floor]
+    paths = [ROOT / floor] if floor.endswith(".py") else sources(floor)
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in paths
+        for name in imported_modules(path)
+        if any(name == above.rstrip(".") or name.startswith(above.rstrip(".") + ".") for above in forbidden)
+        and name != "app.config"
+    ]
+    assert not offenders
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One circle in ``graph`` (as the modules along it), or None."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
