@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from http.server import ThreadingHTTPServer
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,33 @@ def test_wrk_sends_the_extra_headers(server: ThreadingHTTPServer, tmp_path: Path
 
     assert load.requests > 0 and Recorder.extra == {"2"}
     assert set(Recorder.seen) == {("POST", "/ok", "application/octet-stream", b"{}binary")}
+
+
+class BinaryV2Answer(BaseHTTPRequestHandler):
+    """Answers as /v2 does with binary outputs: an Inference-Header-Content-Length header before Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        answer = b'{"outputs": []}' + b"\x18\x00\x00\x000.9:282:tiger cat"
+        self.send_response(200)
+        self.send_header("Inference-Header-Content-Length", "15")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_python_client_reads_the_whole_body_of_a_binary_v2_answer() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BinaryV2Answer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        load = PythonClient()(port_of(httpd), Request("/v2/models/m/infer", b"{}", "application/json"), 1, 0.3)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert load.requests > 1  # several answers on one keep-alive connection, each read to its end
+    assert (load.non2xx, load.socket_errors) == (0, 0)
