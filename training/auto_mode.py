@@ -35,11 +35,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from training import backbones, distributed
+from training import backbones
 from training.config import TransferMode
-from training.data import Sample, eval_dataset
-from training.features import embed, load_or_compute, training_images
-from training.run import RunContext
+from training.data.datasets import eval_dataset
+from training.data.folders import Sample
+from training.engine import distributed
+from training.engine.features import embed, load_or_compute, training_images
+from training.engine.run import RunContext
 
 logger = logging.getLogger(__name__)
 

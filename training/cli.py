@@ -27,8 +27,8 @@ EXIT_INTERRUPTED = 130
 def _fit(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from training.checkpoint import CHECKPOINT_DIR, load_checkpoint
     from training.config import FIELDS, build_config, override_for_resume, read_config_file
+    from training.engine.checkpoint import CHECKPOINT_DIR, load_checkpoint
     from training.fit import fit
 
     flags = {key: value for key, value in vars(args).items() if key in FIELDS}

@@ -18,14 +18,18 @@ import torch
 
 from modelspec.bundle import Bundle
 from modelspec.spec import ModelSpec, Provenance
-from training import checkpoint, distributed, report
+from training import report
 from training.config import FitConfig
-from training.data import Sample, eval_dataset, make_loader
+from training.data.datasets import eval_dataset
+from training.data.folders import Sample
+from training.data.loaders import make_loader
+from training.engine import checkpoint, distributed
+from training.engine.loop import predict
+from training.engine.outcome import TrainingOutcome
+from training.engine.run import RunContext, prepare_run
+from training.engine.trainer import Trainer
 from training.errors import ConfigError
-from training.loop import predict
 from training.metrics import classification_metrics
-from training.run import RunContext, TrainingOutcome, prepare_run
-from training.trainer import Trainer
 
 if TYPE_CHECKING:
     from training.lr_finder import RangeTest
@@ -230,7 +234,7 @@ def _evaluate_val(context: RunContext, outcome: TrainingOutcome) -> dict[str, An
     """The validation metrics; from the cached embeddings when the backbone that computed them never trained."""
     if outcome.features is None:
         return _evaluate_samples(context, outcome, context.data.val)
-    from training.features import HeadNet
+    from training.engine.features import HeadNet
 
     head = HeadNet(outcome.network).eval()
     with torch.no_grad():

@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 
-from training import checkpoint, distributed, report
-from training.trainer import PhaseInputs, Trainer
-from training.transfer import apply_phase, plan_phases, set_train_mode
+from training import report
+from training.engine import checkpoint, distributed
+from training.engine.trainer import PhaseInputs, Trainer
+from training.engine.transfer import apply_phase, plan_phases, set_train_mode
 
 logger = logging.getLogger(__name__)
 

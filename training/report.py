@@ -18,7 +18,8 @@ from training.metrics import summary_line
 
 if TYPE_CHECKING:
     from modelspec.bundle import Bundle
-    from training.run import RunContext, TrainingOutcome
+    from training.engine.outcome import TrainingOutcome
+    from training.engine.run import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def fit_report(
 
 def imbalance_warning(classes: Sequence[str], counts: Sequence[int]) -> str | None:
     """A sentence when the largest class has more than ``IMBALANCE_WARNING_RATIO`` times the images of the smallest."""
-    from training.data import IMBALANCE_WARNING_RATIO, imbalance_ratio
+    from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
 
     ratio = imbalance_ratio(counts)
     if ratio <= IMBALANCE_WARNING_RATIO:

@@ -13,9 +13,9 @@ from tests.training.sets import digits_subset, photo_crops
 from training.auto_mode import SMALL_DATA_PER_CLASS, decide
 from training.cli import main
 from training.config import FitConfig
-from training.distributed import DistInfo
+from training.engine.distributed import DistInfo
+from training.engine.run import prepare_run
 from training.fit import decide_mode
-from training.run import prepare_run
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tests.training.conftest import FolderFactory
-from training import checkpoint
 from training.cli import main
+from training.engine import checkpoint
 from training.tensorboard import BOARD_DIR, EPOCH_SCALARS
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +19,14 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.distributed import DistInfo, Precision, all_reduce_sum
+from training.data.transforms import BatchMix
+from training.engine.distributed import DistInfo, Precision, all_reduce_sum
+from training.engine.optim import l1_penalty
 from training.metrics import macro_f1
-from training.optim import l1_penalty
 
 logger = logging.getLogger(__name__)
 
 Batches = DataLoader[tuple[torch.Tensor, int]]
-# A batch-level augmentation (MixUp, CutMix): (images, labels) -> (mixed images, soft targets whose rows sum to 1).
-BatchMix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)

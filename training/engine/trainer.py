@@ -15,21 +15,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from training import checkpoint, distributed, report
-from training.data import (
-    ImageDataset,
-    batch_mix,
-    class_weights,
-    eval_dataset,
-    make_loader,
-    train_transform,
-)
+from training import report
+from training.data.datasets import ImageDataset, eval_dataset
+from training.data.loaders import make_loader
+from training.data.samplers import class_weights
+from training.data.transforms import batch_mix, train_transform
+from training.engine import checkpoint, distributed
+from training.engine.features import FeatureDataset, Features, HeadNet, caching_off_reason, load_or_compute
+from training.engine.loop import Batches, EarlyStopping, EpochStats, Step, evaluate, train_one_epoch
+from training.engine.optim import build_optimizer, make_schedule, make_scheduler, parameter_groups
+from training.engine.outcome import TrainingOutcome
+from training.engine.run import RunContext
+from training.engine.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
 from training.errors import InterruptedTrainingError, UserError
-from training.features import FeatureDataset, Features, HeadNet, caching_off_reason, load_or_compute
-from training.loop import Batches, EarlyStopping, EpochStats, Step, evaluate, train_one_epoch
-from training.optim import build_optimizer, make_schedule, make_scheduler, parameter_groups
-from training.run import RunContext, TrainingOutcome
-from training.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
 
 if TYPE_CHECKING:
     from training.tensorboard import TensorBoardLog
