@@ -26,6 +26,7 @@ feature-extractor run that follows reuses them; on large data both probes use a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from training import backbones
-from training.config import TransferMode
+from training.config import TransferMode, revalidated
 from training.data.datasets import eval_dataset
 from training.data.folders import Sample
 from training.engine import distributed
@@ -123,6 +124,18 @@ def decide(
             f"{ERROR_RATIO_SIMILAR:.0%}: dissimilar; the pretrained features alone do not tell the classes apart)"
         )
     return mode, small, similar, f"{size}; {probe}: {closeness}. So: {why}."
+
+
+def decide_mode(context: RunContext) -> RunContext:
+    """``--mode auto``: the run with the mode chosen from the data, the choice recorded in its ``choices``."""
+    if context.config.mode != "auto":
+        return context
+    choice = choose_mode(context)
+    return dataclasses.replace(
+        context,
+        config=revalidated(context.config, mode=choice.mode),
+        choices={**context.choices, "mode_auto": choice.summary()},
+    )
 
 
 def choose_mode(context: RunContext) -> ModeChoice:

@@ -114,6 +114,19 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     figure.savefig(path, dpi=100)
 
 
+def write_metrics(run_dir: Path, metrics: dict[str, Any], classes: Sequence[str], model_name: str) -> None:
+    """``metrics.json`` and a ``confusion_<split>.png`` for each split scored (val, test)."""
+    write_json(run_dir / "metrics.json", metrics)
+    for split in ("val", "test"):
+        if split in metrics:
+            plot_confusion(
+                metrics[split]["confusion_matrix"],
+                classes,
+                run_dir / f"confusion_{split}.png",
+                f"{model_name}: {split} confusion matrix",
+            )
+
+
 def format_count(value: int) -> str:
     return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value:,}"
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from modelspec import list_versions, read_bundle
-from tests.training.conftest import FolderFactory
 from tests.training.digits import service_input
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.config import FitConfig
 from training.data.transforms import batch_mix, train_transform

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from modelspec import Preprocessing, preprocess, to_rgb
-from tests.training.conftest import FolderFactory
 from tests.training.digits import service_input
+from tests.training.folders import FolderFactory
 from training.data.datasets import eval_dataset
 from training.data.folders import fingerprint, scan_image_folder
 from training.data.loaders import make_loader

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from modelspec import list_versions, read_bundle
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.config import FitConfig
 from training.engine import checkpoint

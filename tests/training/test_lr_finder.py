@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from modelspec import read_bundle
-from tests.training.conftest import FolderFactory
 from tests.training.digits import DIGITS_MODEL, fit_args
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.config import FitConfig
 from training.engine.distributed import DistInfo

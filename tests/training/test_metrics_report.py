@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 from training import report
 from training.cli import main
 from training.engine import trainer as trainer_module

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.engine import checkpoint
 

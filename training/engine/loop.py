@@ -166,18 +166,27 @@ class Totals:
         )
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """A network's outputs on every sample of a split, in the split's order."""
+
+    logits: np.ndarray  # (samples, classes), float32
+    embeddings: np.ndarray  # (samples, embedding size), float32
+    labels: np.ndarray  # (samples,), int64
+
+
 @torch.no_grad()
-def predict(
-    network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], step: Step
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (float32) and labels of every sample, in order, for the detailed metrics."""
+def predict(network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], step: Step) -> Predictions:
+    """Logits and embeddings (float32) and labels of every sample, in order, for the detailed metrics and the
+    statistics the export computes from them. ``network`` is called as ``network(batch) -> (logits, embedding)``."""
     network.eval()
-    all_logits, all_labels = [], []
+    all_logits, all_embeddings, all_labels = [], [], []
     for images, labels in batches:
-        logits, _ = network(images.to(step.device, memory_format=step.memory_format))
+        logits, embedding = network(images.to(step.device, memory_format=step.memory_format))
         all_logits.append(logits.float().cpu().numpy())
+        all_embeddings.append(embedding.float().cpu().numpy())
         all_labels.append(labels.numpy())
-    return np.concatenate(all_logits), np.concatenate(all_labels)
+    return Predictions(np.concatenate(all_logits), np.concatenate(all_embeddings), np.concatenate(all_labels))
 
 
 class EarlyStopping:
