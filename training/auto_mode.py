@@ -20,7 +20,7 @@ small           ``feature-extractor``          ``two-phase`` (head first, then a
 large           ``two-phase``                  ``fine-tune``
 =============== ============================== =========================================================
 
-The pretrained probe runs on the cached features of item 1 (``training.features``) when the data is small, so a
+The pretrained probe runs on the cached features of item 1 (``training.engine.features``) when the data is small, so a
 feature-extractor run that follows reuses them; on large data both probes use a subsample.
 """
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
 from training.metrics import summary_line
 
 if TYPE_CHECKING:
@@ -181,8 +182,6 @@ def fit_report(
 
 def imbalance_warning(classes: Sequence[str], counts: Sequence[int]) -> str | None:
     """A sentence when the largest class has more than ``IMBALANCE_WARNING_RATIO`` times the images of the smallest."""
-    from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
-
     ratio = imbalance_ratio(counts)
     if ratio <= IMBALANCE_WARNING_RATIO:
         return None

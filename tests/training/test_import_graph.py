@@ -87,3 +87,10 @@ def test_a_type_only_circle_is_found(tmp_path: Path) -> None:
     assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
     (package / "sub" / "b.py").write_text("import pkg.sub\n")
     assert find_cycle(import_graph(tmp_path, "pkg")) is None
+
+
+def test_every_folder_of_training_is_a_package() -> None:
+    """A folder without ``__init__.py`` still imports here (a namespace package) but is left out of the wheel."""
+    folders = {path.parent for path in (ROOT / "training").rglob("*.py")}
+    missing = sorted(str(folder) for folder in folders if not (folder / "__init__.py").is_file())
+    assert not missing, f"folders without __init__.py: {missing}"

@@ -1,6 +1,6 @@
 """The training loop: one epoch of training, one pass of evaluation, and early stopping.
 
-These functions know nothing about phases, files or processes; ``training.trainer`` strings them together.
+These functions know nothing about phases, files or processes; ``training.engine.trainer`` strings them together.
 """
 
 from __future__ import annotations

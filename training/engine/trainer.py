@@ -10,7 +10,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,9 +26,7 @@ from training.engine.outcome import TrainingOutcome
 from training.engine.run import RunContext
 from training.engine.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
 from training.errors import InterruptedTrainingError, UserError
-
-if TYPE_CHECKING:
-    from training.tensorboard import TensorBoardLog
+from training.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 

@@ -111,7 +111,7 @@ def render(settings: Settings, c: dict[str, Any]) -> list[str]:
         f"{c['median']['bare_loader']:.1f} |",
         f"| bare, contiguous (NCHW) memory instead of channels-last | {c['best']['contiguous']:.1f} | "
         f"{c['median']['contiguous']:.1f} |",
-        f"| ours: `training.loop.train_one_epoch` on PNG files (decode, light augmentation, {c['workers']} "
+        f"| ours: `training.engine.loop.train_one_epoch` on PNG files (decode, light augmentation, {c['workers']} "
         f"loader workers), with metrics and the LR scheduler | {c['best']['ours']:.1f} | "
         f"{c['median']['ours']:.1f} |",
         "",
