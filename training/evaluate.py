@@ -18,7 +18,9 @@ from modelspec import tensors
 from modelspec.bundle import ONNX_FILE, Bundle, BundleError, list_versions, read_bundle, versions_to_open
 from modelspec.runtime import build_session
 from training import report
-from training.data import eval_dataset, make_loader, scan_image_folder
+from training.data.datasets import eval_dataset
+from training.data.folders import scan_image_folder
+from training.data.loaders import make_loader
 from training.errors import UserError
 from training.metrics import classification_metrics
 

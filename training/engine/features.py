@@ -22,7 +22,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -31,13 +30,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from modelspec.network import ClassifierNet
-from training import distributed
-from training.data import EvalTransform, ImageDataset, Sample, eval_dataset
-from training.loop import Step
-
-if TYPE_CHECKING:
-    from training.config import FitConfig
-    from training.run import RunContext
+from training.config import FitConfig
+from training.data.datasets import ImageDataset, eval_dataset
+from training.data.folders import Sample
+from training.data.transforms import EvalTransform
+from training.engine import distributed
+from training.engine.loop import Step
+from training.engine.run import RunContext
 
 logger = logging.getLogger(__name__)
 

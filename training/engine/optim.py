@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from modelspec.network import ClassifierNet
 from training.config import FitConfig, OptimizerName, ScheduleName
-from training.transfer import Phase, Stage, trainable_stages
+from training.engine.transfer import Phase, Stage, trainable_stages
 
 DEFAULT_END_RATIO = 0.01
 

@@ -1,38 +1,32 @@
-"""The ``Trainer``: runs the transfer phases of a prepared run (``training.run.RunContext``) epoch by epoch, keeps
-the best epoch's weights, and after each epoch writes the history, the curves and the checkpoint (rank 0). It
-returns a ``TrainingOutcome``; ``training.fit`` evaluates and exports that.
+"""The ``Trainer``: runs the transfer phases of a prepared run (``training.engine.run.RunContext``) epoch by
+epoch, keeps the best epoch's weights, and after each epoch writes the history, the curves and the checkpoint
+(rank 0). It returns a ``TrainingOutcome``; ``training.fit`` evaluates and exports that. What each phase trains on
+comes from ``training.engine.inputs``.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from training import checkpoint, distributed, report
-from training.data import (
-    ImageDataset,
-    batch_mix,
-    class_weights,
-    eval_dataset,
-    make_loader,
-    train_transform,
-)
+from training import report
+from training.data.samplers import class_weights
+from training.data.transforms import batch_mix
+from training.engine import checkpoint, distributed
+from training.engine.inputs import PhaseInputs, RunInputs
+from training.engine.loop import Batches, EarlyStopping, EpochStats, evaluate, train_one_epoch
+from training.engine.optim import build_optimizer, make_schedule, make_scheduler, parameter_groups
+from training.engine.outcome import TrainingOutcome
+from training.engine.run import RunContext
+from training.engine.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
 from training.errors import InterruptedTrainingError, UserError
-from training.features import FeatureDataset, Features, HeadNet, caching_off_reason, load_or_compute
-from training.loop import Batches, EarlyStopping, EpochStats, Step, evaluate, train_one_epoch
-from training.optim import build_optimizer, make_schedule, make_scheduler, parameter_groups
-from training.run import RunContext, TrainingOutcome
-from training.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
-
-if TYPE_CHECKING:
-    from training.tensorboard import TensorBoardLog
+from training.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +47,6 @@ class Progress:
     parameters: dict[str, list[int]] = field(default_factory=dict)  # phase name -> [trainable, total]
 
 
-@dataclass(frozen=True)
-class PhaseInputs:
-    """What a phase trains and on what: the whole network on images, or (frozen backbone, cached features) its
-    head on the backbone's embeddings."""
-
-    module: nn.Module  # called as module(batch) -> (logits, embedding)
-    train_loader: Batches
-    val_loader: Batches
-    step: Step
-    cached: bool
-
-
 class Trainer:
     """Runs the phases of a prepared run: ``restore()`` continues a checkpoint, ``run()`` trains and returns the
     outcome. ``board`` (rank 0, ``--tensorboard``) receives each epoch's row."""
@@ -72,83 +54,32 @@ class Trainer:
     def __init__(self, context: RunContext, *, board: TensorBoardLog | None = None) -> None:
         self.context = context
         self.board = board
-        config, prep, data, dist = context.config, context.prep, context.data, context.dist
+        config, data = context.config, context.data
         self.stages = backbone_stages(context.network.backbone)
-        self.pin = context.device.type == "cuda"
-        augment = train_transform(prep, config.augment, hflip=config.hflip)
-        train_set = ImageDataset(data.train, augment, draft_size=prep.resize_size)
-        self.balance_labels = [label for _, label in data.train] if config.balanced_sampling else None
-        self.train_loader = self._train_loader(train_set, context.workers)
-        val_shard = data.val[dist.rank :: dist.world_size]  # each process scores its share; the sums are reduced
-        self.val_loader = make_loader(
-            eval_dataset(val_shard, prep),
-            batch_size=config.batch_size,
-            train=False,
-            seed=config.seed,
-            workers=context.workers,
-            pin_memory=self.pin,
-        )
+        self.inputs = RunInputs(context)
         weights = class_weights(data.counts(data.train)) if config.class_weights == "auto" else None
         self.criterion = nn.CrossEntropyLoss(
             weight=weights.to(context.device) if weights is not None else None, label_smoothing=config.label_smoothing
         )
         self.val_criterion = nn.CrossEntropyLoss()  # validation loss is the plain one, comparable across runs
         self.mix = batch_mix(config.mixup, config.cutmix, len(data.classes))
-        self.caching_off = caching_off_reason(config)
-        self.features: Features | None = None
         self.stopper = EarlyStopping(config.monitor, config.patience)
         self.progress = Progress()
         self.best_state: dict[str, torch.Tensor] | None = None
         self._resume: dict[str, Any] | None = None
         self._curves = (time.monotonic(), 0)  # when curves.png was drawn, and up to which epoch
 
-    def _train_loader(self, dataset: torch.utils.data.Dataset[tuple[torch.Tensor, int]], workers: int) -> Batches:
-        config, dist = self.context.config, self.context.dist
-        return make_loader(
-            dataset,
-            batch_size=config.batch_size,
-            train=True,
-            seed=config.seed,
-            workers=workers,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            pin_memory=self.pin,
-            balance_labels=self.balance_labels,
-        )
+    @property
+    def train_loader(self) -> Batches:
+        return self.inputs.train_loader
 
-    # --- what a phase trains on -----------------------------------------------------------------------------
+    @property
+    def val_loader(self) -> Batches:
+        return self.inputs.val_loader
 
     def phase_inputs(self, phase: Phase) -> PhaseInputs:
-        """The network on images, or, when the phase freezes the whole backbone and nothing augments the images,
-        its head on cached embeddings (computed at the first such phase, read back on resume)."""
-        context = self.context
-        if phase.trainable_stages != 0 or self.caching_off is not None:
-            return PhaseInputs(context.network, self.train_loader, self.val_loader, context.step, cached=False)
-        if self.features is None:
-            self.features = load_or_compute(context)
-        features, dist = self.features, context.dist
-        train_loader = self._train_loader(FeatureDataset(features.train, features.train_labels), workers=0)
-        shard = slice(dist.rank, None, dist.world_size)
-        val = FeatureDataset(features.val[shard], features.val_labels[shard])
-        val_loader = make_loader(val, batch_size=context.config.batch_size, train=False, seed=0, workers=0)
-        step = dataclasses.replace(context.step, memory_format=torch.contiguous_format)  # embeddings are 2-d
-        return PhaseInputs(HeadNet(context.network), train_loader, val_loader, step, cached=True)
-
-    def feature_cache_note(self) -> str:
-        """One sentence for the report: were cached features used, and if not, why."""
-        frozen = any(phase.trainable_stages == 0 for phase in plan_phases(self.context.config))
-        if not frozen:
-            return "not used: every phase trains the backbone, whose outputs change with each step"
-        if self.caching_off is not None:
-            return f"off: {self.caching_off}"
-        if self.features is None:
-            return "on, but no frozen phase ran in this session"
-        features = self.features
-        return (
-            f"on: the frozen backbone's embeddings of {len(features.train)} training and {len(features.val)} "
-            f"validation images were computed once ({features.seconds:.1f} s) and cached in {features.path}; the "
-            "head trained on them"
-        )
+        """What ``phase`` trains, on what (``training.engine.inputs``)."""
+        return self.inputs.for_phase(phase)
 
     # --- resume ---------------------------------------------------------------------------------------------
 
@@ -186,8 +117,8 @@ class Trainer:
             epochs=self.progress.epoch,
             history=list(self.progress.history),
             parameters=dict(self.progress.parameters),
-            feature_cache=self.feature_cache_note(),
-            features=self.features if frozen_throughout else None,
+            feature_cache=self.inputs.feature_cache_note(),
+            features=self.inputs.features if frozen_throughout else None,
         )
 
     def _plot_curves(self) -> None:

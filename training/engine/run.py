@@ -1,5 +1,5 @@
 """A fit run as data: what the trainer, the evaluation, the export and the report share (``RunContext``, built
-once by ``prepare_run``), and what training produced (``TrainingOutcome``, returned by the trainer).
+once by ``prepare_run``). What training produced is ``training.engine.outcome.TrainingOutcome``.
 
 ``prepare_run`` checks everything that can be checked before training, cheapest first: the backbone name and its
 weights (file lookups, seconds), the data (every image decoded once), the resume fingerprint and the run folder.
@@ -10,21 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from modelspec.network import ClassifierNet
 from modelspec.spec import Preprocessing
-from training import backbones, checkpoint, distributed
+from training import backbones
 from training.config import FitConfig
-from training.data import TrainingData, default_workers, load_training_data
-from training.distributed import DistInfo, Precision
+from training.data.loaders import default_workers
+from training.data.splits import TrainingData, load_training_data
+from training.engine import checkpoint, distributed
+from training.engine.distributed import DistInfo, Precision
+from training.engine.loop import Step
 from training.errors import DataError, UserError
-from training.loop import Step
-
-if TYPE_CHECKING:
-    from training.features import Features
 
 
 @dataclass(frozen=True)
@@ -59,26 +58,9 @@ class RunContext:
     def precision(self) -> Precision:
         return self.step.precision
 
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    """What the trainer hands back: the network with its best epoch's weights, and how it got there."""
-
-    network: ClassifierNet
-    best_epoch: int
-    epochs: int  # epochs trained, over all phases
-    history: list[dict[str, Any]]  # one row per epoch (history.csv)
-    parameters: dict[str, list[int]]  # phase name -> [trainable, total]
-    feature_cache: str = ""  # whether frozen phases trained on cached features, and if not why (for the report)
-    # The cached embeddings, when every phase trained on them: the backbone is then the one that computed them.
-    features: Features | None = None
-
-    @property
-    def images_per_second(self) -> float | None:
-        """Mean training throughput per process, or None before the first epoch."""
-        if not self.history:
-            return None
-        return float(sum(row["images_per_second"] for row in self.history)) / len(self.history)
+    def hyperparameters(self) -> dict[str, Any]:
+        """The resolved configuration, with the choices made for the user (``mode_auto``, ``lr_finder``)."""
+        return {**self.config.hyperparameters(), **self.choices}
 
 
 def prepare_run(

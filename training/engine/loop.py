@@ -1,6 +1,6 @@
 """The training loop: one epoch of training, one pass of evaluation, and early stopping.
 
-These functions know nothing about phases, files or processes; ``training.trainer`` strings them together.
+These functions know nothing about phases, files or processes; ``training.engine.trainer`` strings them together.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +19,14 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.distributed import DistInfo, Precision, all_reduce_sum
+from training.data.transforms import BatchMix
+from training.engine.distributed import DistInfo, Precision, all_reduce_sum
+from training.engine.optim import l1_penalty
 from training.metrics import macro_f1
-from training.optim import l1_penalty
 
 logger = logging.getLogger(__name__)
 
 Batches = DataLoader[tuple[torch.Tensor, int]]
-# A batch-level augmentation (MixUp, CutMix): (images, labels) -> (mixed images, soft targets whose rows sum to 1).
-BatchMix = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -167,18 +166,27 @@ class Totals:
         )
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """A network's outputs on every sample of a split, in the split's order."""
+
+    logits: np.ndarray  # (samples, classes), float32
+    embeddings: np.ndarray  # (samples, embedding size), float32
+    labels: np.ndarray  # (samples,), int64
+
+
 @torch.no_grad()
-def predict(
-    network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], step: Step
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (float32) and labels of every sample, in order, for the detailed metrics."""
+def predict(network: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], step: Step) -> Predictions:
+    """Logits and embeddings (float32) and labels of every sample, in order, for the detailed metrics and the
+    statistics the export computes from them. ``network`` is called as ``network(batch) -> (logits, embedding)``."""
     network.eval()
-    all_logits, all_labels = [], []
+    all_logits, all_embeddings, all_labels = [], [], []
     for images, labels in batches:
-        logits, _ = network(images.to(step.device, memory_format=step.memory_format))
+        logits, embedding = network(images.to(step.device, memory_format=step.memory_format))
         all_logits.append(logits.float().cpu().numpy())
+        all_embeddings.append(embedding.float().cpu().numpy())
         all_labels.append(labels.numpy())
-    return np.concatenate(all_logits), np.concatenate(all_labels)
+    return Predictions(np.concatenate(all_logits), np.concatenate(all_embeddings), np.concatenate(all_labels))
 
 
 class EarlyStopping:
