@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.import_graph import find_cycle, folders_without_init, import_graph
+
 ROOT = Path(__file__).resolve().parents[1]
 WEB_FRAMEWORKS = ("fastapi", "starlette")
 GRAPH_PACKAGES = ("modelspec", "app")
@@ -95,43 +97,17 @@ def test_each_floor_imports_only_the_floors_below(floor: str) -> None:
     assert not offenders
 
 
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One circle in ``graph`` (as the modules along it), or None."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for target in sorted(graph.get(node, ())):
-            if state.get(target) == 1:
-                return [*path[path.index(target) :], target]
-            if target not in state and (found := visit(target)):
-                return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for start in sorted(graph):
-        if start not in state and (found := visit(start)):
-            return found
-    return None
-
-
-def test_find_cycle_finds_a_circle_and_only_a_circle() -> None:
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+@pytest.mark.parametrize("package", GRAPH_PACKAGES)
+def test_no_import_circle(package: str) -> None:
+    graph = import_graph(ROOT, package)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
 @pytest.mark.parametrize("package", GRAPH_PACKAGES)
-def test_no_import_circle(package: str) -> None:
-    files = {module_name(path): path for path in sources(*GRAPH_PACKAGES)}
-    graph = {
-        name: {target for target in imported_modules(path) if target in files and target != name}
-        for name, path in files.items()
-        if name.split(".")[0] == package
-    }
-    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+def test_every_folder_is_a_package(package: str) -> None:
+    missing = folders_without_init(ROOT, package)
+    assert not missing, f"folders without __init__.py: {missing}"
 
 
 def test_test_modules_never_import_each_other() -> None:
