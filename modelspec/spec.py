@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelspec.trust.spec import Trust
+
 FORMAT_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -93,6 +95,14 @@ class ModelSpec(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance = Field(default_factory=Provenance)
     files: dict[str, str] = Field(default_factory=dict, description="File name -> sha256 hex digest.")
+    trust: Trust | None = Field(
+        default=None, description="Calibration, conformal and OOD data; absent in older bundles."
+    )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether served probabilities are temperature-scaled (False for bundles without validation data)."""
+        return self.trust is not None and self.trust.calibration is not None
 
     @field_validator("name")
     @classmethod
