@@ -14,11 +14,11 @@ from modelspec.trust.conformal import RAPS_K_REG, RAPS_LAMBDA, ScoreName, true_l
 from modelspec.trust.ood import KNN_K, PASS_RATE, KnnReference, MahalanobisReference, OodMethod, pass_threshold
 from modelspec.trust.scorer import (
     CONFORMAL_SCORES,
-    KNN_MEAN,
     KNN_POINTS,
-    KNN_PROJECTION,
     MAHALANOBIS_MEANS,
     MAHALANOBIS_WHITENING,
+    PROJECTION_MATRIX,
+    PROJECTION_MEAN,
     TrustScorer,
 )
 from modelspec.trust.spec import TRUST_FILE, Calibration, Conformal, OutOfDistribution, Reliability, Trust
@@ -32,6 +32,7 @@ OOD_METHOD: OodMethod = "knn"
 REFERENCE_CAP = 10_000
 """Training embeddings kept in a k-NN reference: 10,000 x 256 float16 = 5 MiB whatever the training set size."""
 REFERENCE_DIMS = 256
+"""Principal directions the embeddings are projected onto before the OOD score (Lite0's have 1280)."""
 
 
 def calibrate(logits: FloatArray, labels: IntArray) -> Calibration:
@@ -76,18 +77,20 @@ def build_trust(
     tensors: Tensors = {CONFORMAL_SCORES: scores}
     conformal = Conformal(score=score, images=len(scores), **raps)
     ood_fields: dict[str, Any] = {"training_images": len(train_embeddings)}
+    reference: KnnReference | MahalanobisReference | None = None
     if ood_method == "knn":
         reference = KnnReference.build(train_embeddings, k=k, cap=cap, dims=dims, seed=seed)
         tensors[KNN_POINTS] = reference.points.astype(np.float16)
-        if reference.projection is not None and reference.mean is not None:
-            tensors[KNN_PROJECTION] = reference.projection.astype(np.float16)
-            tensors[KNN_MEAN] = reference.mean.astype(np.float16)
-        ood_fields |= {"k": k, "dims": reference.points.shape[1], "reference_images": len(reference.points)}
+        ood_fields |= {"k": k, "reference_images": len(reference.points)}
     elif ood_method == "mahalanobis":
-        maha = MahalanobisReference.build(train_embeddings, train_labels)
-        tensors[MAHALANOBIS_WHITENING] = maha.whitening.astype(np.float16)
-        tensors[MAHALANOBIS_MEANS] = maha.means.astype(np.float16)
+        reference = MahalanobisReference.build(train_embeddings, train_labels, dims=dims)
+        tensors[MAHALANOBIS_WHITENING] = reference.whitening.astype(np.float16)
+        tensors[MAHALANOBIS_MEANS] = reference.means.astype(np.float16)
         ood_fields |= {"reference_images": len(train_embeddings)}
+    if reference is not None and reference.projection is not None:
+        tensors[PROJECTION_MATRIX] = reference.projection.matrix.astype(np.float16)
+        tensors[PROJECTION_MEAN] = reference.projection.mean.astype(np.float16)
+        ood_fields["dims"] = reference.projection.matrix.shape[1]
     # The threshold comes from the arrays as stored (float16), through the scorer the service uses.
     provisional = OutOfDistribution(method=ood_method, threshold=0.0, pass_rate=pass_rate,
                                     validation_images=len(val_labels), **ood_fields)  # fmt: skip

@@ -10,8 +10,10 @@ be served; below 1 / (n + 1) every level gives the same sets as 1 / (n + 1).
 
 Scores: ``lac`` 1 - p(y) (smallest sets); ``aps`` the probability mass of the labels ranked above y plus p(y)
 (sets grow with the image's uncertainty); ``raps`` APS plus ``lam`` per rank beyond ``k_reg`` (fewer large sets).
-The deterministic forms are used (no random tie-breaking), so the same image always gets the same set; they are
-valid, and APS/RAPS over-cover slightly.
+The deterministic forms are used (no random tie-breaking), so the same image always gets the same set, and a set
+always holds the top-1 label: without it, deterministic APS leaves the most confident images (whose top
+probability alone exceeds the threshold) with an empty set. Both only add labels to a valid set, so the guarantee
+stands; they over-cover slightly.
 """
 
 from __future__ import annotations
@@ -110,8 +112,12 @@ def prediction_sets(
     *,
     lam: float = RAPS_LAMBDA,
     k_reg: int = RAPS_K_REG,
+    include_top: bool = True,
 ) -> ConformalSets:
-    """The prediction set of each image at ``coverage``, from the sorted calibration scores of the same score."""
+    """The prediction set of each image at ``coverage``, from the sorted calibration scores of the same score;
+    with ``include_top`` the top-1 label is always in it (never an empty set)."""
     cut = threshold(sorted_scores, coverage)
     mask = label_scores(probs, score, lam=lam, k_reg=k_reg) <= cut
+    if include_top:
+        mask[np.arange(len(mask)), np.asarray(probs).argmax(axis=1)] = True
     return ConformalSets(mask=mask, threshold=cut)

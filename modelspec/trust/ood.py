@@ -15,7 +15,7 @@ in-distribution images (by default 95 % of them pass).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -62,14 +62,42 @@ def subsample(embeddings: FloatArray, cap: int, seed: int = 0) -> FloatArray:
 
 
 @dataclass(frozen=True)
-class KnnReference:
-    """Normalised training embeddings (optionally projected onto their top principal directions, then
-    renormalised), and k. The score is the Euclidean distance to the k-th nearest of them."""
+class Projection:
+    """The top principal directions of the normalised training embeddings: distances between projected points
+    approximate the distances between the originals, with a fraction of the numbers to store and multiply."""
 
-    points: F32  # [reference images, dims], unit rows
+    mean: F32  # [embedding size]
+    matrix: F32  # [embedding size, dims]
+
+    @classmethod
+    def fit(cls, unit: FloatArray, dims: int) -> Projection:
+        mean = np.asarray(unit, dtype=np.float32).mean(axis=0)
+        _, _, vt = np.linalg.svd(np.asarray(unit, dtype=np.float32) - mean, full_matrices=False)
+        return cls(mean=mean.astype(np.float32), matrix=np.ascontiguousarray(vt[:dims].T, dtype=np.float32))
+
+    def __call__(self, unit: FloatArray) -> F32:
+        result: F32 = ((np.asarray(unit, dtype=np.float32) - self.mean) @ self.matrix).astype(np.float32)
+        return result
+
+
+def _prepare(embeddings: FloatArray, projection: Projection | None) -> F32:
+    """Queries in a reference's space: normalised, then projected when the reference is."""
+    unit = l2_normalise(embeddings)
+    return unit if projection is None else projection(unit)
+
+
+@dataclass(frozen=True)
+class KnnReference:
+    """Normalised training embeddings (optionally projected onto their top principal directions), and k. The
+    score is the Euclidean distance to the k-th nearest of them."""
+
+    points: F32  # [reference images, dims]
     k: int
-    projection: F32 | None = None  # [embedding size, dims] or None
-    mean: F32 | None = None  # [embedding size]: subtracted before the projection
+    projection: Projection | None = None
+    _squared_norms: F32 = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_squared_norms", (self.points.astype(np.float32) ** 2).sum(axis=1))
 
     @classmethod
     def build(
@@ -87,60 +115,62 @@ class KnnReference:
             unit = np.asarray(subsample(unit, cap, seed), dtype=np.float32)
         if len(unit) < k:
             raise ValueError(f"k={k} needs at least {k} reference images, got {len(unit)}")
-        projection = mean = None
-        if dims is not None and dims < unit.shape[1]:
-            mean = unit.mean(axis=0).astype(np.float32)
-            # Principal directions of the reference from its SVD: the projection keeps most of the spread.
-            _, _, vt = np.linalg.svd(unit - mean, full_matrices=False)
-            projection = np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
-            unit = l2_normalise((unit - mean) @ projection)
-        return cls(points=np.ascontiguousarray(unit, dtype=np.float32), k=k, projection=projection, mean=mean)
-
-    def prepare(self, embeddings: FloatArray) -> F32:
-        """Queries in the reference's space: normalised, and projected the same way."""
-        unit = l2_normalise(embeddings)
-        if self.projection is not None and self.mean is not None:
-            unit = l2_normalise((unit - self.mean) @ self.projection)
-        return unit
+        projection = Projection.fit(unit, dims) if dims is not None and dims < unit.shape[1] else None
+        points = unit if projection is None else projection(unit)
+        return cls(points=np.ascontiguousarray(points, dtype=np.float32), k=k, projection=projection)
 
     def score(self, embeddings: FloatArray) -> npt.NDArray[np.float64]:
-        """Distance from each query to its k-th nearest reference point (0 to 2 on unit vectors; to float32
-        precision, so a query on a reference point scores about 1e-4 rather than 0)."""
-        queries = self.prepare(embeddings)
-        # |q - r|^2 = 2 - 2 q.r for unit rows: the k-th nearest is the k-th largest dot product.
-        dots = queries @ self.points.T
-        kth = np.partition(dots, -self.k, axis=1)[:, -self.k]
-        result: npt.NDArray[np.float64] = np.sqrt(np.maximum(2.0 - 2.0 * kth.astype(np.float64), 0.0))
+        """Distance from each query to its k-th nearest reference point (to float32 precision: a query on a
+        reference point scores about 1e-4 rather than 0)."""
+        queries = _prepare(embeddings, self.projection)
+        # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r: one matrix product for the whole reference.
+        partial = self._squared_norms - 2.0 * (queries @ self.points.T)
+        kth = np.partition(partial, self.k - 1, axis=1)[:, self.k - 1].astype(np.float64)
+        squared = kth + (queries.astype(np.float64) ** 2).sum(axis=1)
+        result: npt.NDArray[np.float64] = np.sqrt(np.maximum(squared, 0.0))
         return result
 
 
 @dataclass(frozen=True)
 class MahalanobisReference:
-    """Class means and a whitening matrix W (W W^T = the inverse of the shared, shrunk covariance), both in the
-    normalised embedding space, with the means already whitened: the score is a few matrix products."""
+    """Class means and a whitening matrix W (W W^T = the inverse of the shared, shrunk covariance), in the
+    normalised (optionally projected) embedding space, with the means already whitened: the score is a few matrix
+    products whose size does not grow with the training set."""
 
-    whitening: F32  # [embedding size, embedding size]
-    means: F32  # [classes, embedding size], whitened
+    whitening: F32  # [dims, dims]
+    means: F32  # [classes, dims], whitened
+    projection: Projection | None = None
 
     @classmethod
     def build(
-        cls, embeddings: FloatArray, labels: npt.NDArray[np.integer], *, shrinkage: float = SHRINKAGE
+        cls,
+        embeddings: FloatArray,
+        labels: npt.NDArray[np.integer],
+        *,
+        shrinkage: float = SHRINKAGE,
+        dims: int | None = None,
     ) -> MahalanobisReference:
-        unit = l2_normalise(embeddings).astype(np.float64)
+        unit = l2_normalise(embeddings)
+        projection = Projection.fit(unit, dims) if dims is not None and dims < unit.shape[1] else None
+        points = (unit if projection is None else projection(unit)).astype(np.float64)
         labels = np.asarray(labels)
         classes = np.unique(labels)
-        means = np.stack([unit[labels == c].mean(axis=0) for c in classes])
-        centred = unit - means[np.searchsorted(classes, labels)]
-        cov = centred.T @ centred / max(len(unit) - len(classes), 1)
-        dims = cov.shape[0]
-        cov = (1.0 - shrinkage) * cov + shrinkage * (np.trace(cov) / dims) * np.eye(dims)
+        means = np.stack([points[labels == c].mean(axis=0) for c in classes])
+        centred = points - means[np.searchsorted(classes, labels)]
+        cov = centred.T @ centred / max(len(points) - len(classes), 1)
+        size = cov.shape[0]
+        cov = (1.0 - shrinkage) * cov + shrinkage * (np.trace(cov) / size) * np.eye(size)
         values, vectors = np.linalg.eigh(cov)
         whitening = vectors / np.sqrt(np.maximum(values, 1e-12))
-        return cls(whitening=whitening.astype(np.float32), means=(means @ whitening).astype(np.float32))
+        return cls(
+            whitening=whitening.astype(np.float32),
+            means=(means @ whitening).astype(np.float32),
+            projection=projection,
+        )
 
     def score(self, embeddings: FloatArray) -> npt.NDArray[np.float64]:
         """Smallest squared Mahalanobis distance to a class mean."""
-        white = l2_normalise(embeddings) @ self.whitening
+        white = _prepare(embeddings, self.projection) @ self.whitening
         # |w - m|^2 = |w|^2 - 2 w.m + |m|^2, for every class at once.
         d2 = (white**2).sum(axis=1, keepdims=True) - 2.0 * white @ self.means.T + (self.means**2).sum(axis=1)
         result: npt.NDArray[np.float64] = np.maximum(d2.min(axis=1), 0.0).astype(np.float64)

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from modelspec.trust.calibration import softmax
 from modelspec.trust.conformal import ConformalSets, CoverageError, prediction_sets
-from modelspec.trust.ood import KnnReference, MahalanobisReference, energy_score, msp_score
+from modelspec.trust.ood import KnnReference, MahalanobisReference, Projection, energy_score, msp_score
 from modelspec.trust.spec import Trust
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ FloatArray = npt.NDArray[np.floating]
 # Tensor names in TRUST_FILE.
 CONFORMAL_SCORES = "conformal_scores"
 KNN_POINTS = "knn_points"
-KNN_PROJECTION = "knn_projection"
-KNN_MEAN = "knn_mean"
+PROJECTION_MATRIX = "projection_matrix"
+PROJECTION_MEAN = "projection_mean"
 MAHALANOBIS_WHITENING = "mahalanobis_whitening"
 MAHALANOBIS_MEANS = "mahalanobis_means"
 
@@ -57,19 +57,20 @@ class TrustScorer:
         self._scores = np.asarray(tensors[CONFORMAL_SCORES], dtype=np.float64) if self.conformal else None
         self._knn: KnnReference | None = None
         self._mahalanobis: MahalanobisReference | None = None
-        if self.ood is not None and self.ood.method == "knn":
-            projection = tensors.get(KNN_PROJECTION)
-            mean = tensors.get(KNN_MEAN)
-            self._knn = KnnReference(
-                points=np.ascontiguousarray(tensors[KNN_POINTS], dtype=np.float32),
-                k=self.ood.k or 1,
-                projection=None if projection is None else np.asarray(projection, dtype=np.float32),
-                mean=None if mean is None else np.asarray(mean, dtype=np.float32),
+        projection = None
+        if PROJECTION_MATRIX in tensors:
+            projection = Projection(
+                mean=np.asarray(tensors[PROJECTION_MEAN], dtype=np.float32),
+                matrix=np.asarray(tensors[PROJECTION_MATRIX], dtype=np.float32),
             )
+        if self.ood is not None and self.ood.method == "knn":
+            points = np.ascontiguousarray(tensors[KNN_POINTS], dtype=np.float32)
+            self._knn = KnnReference(points=points, k=self.ood.k or 1, projection=projection)
         elif self.ood is not None and self.ood.method == "mahalanobis":
             self._mahalanobis = MahalanobisReference(
                 whitening=np.asarray(tensors[MAHALANOBIS_WHITENING], dtype=np.float32),
                 means=np.asarray(tensors[MAHALANOBIS_MEANS], dtype=np.float32),
+                projection=projection,
             )
 
     @classmethod

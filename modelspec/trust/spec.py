@@ -64,7 +64,7 @@ class OutOfDistribution(_Frozen):
     pass_rate: float = Field(gt=0, lt=1)
     validation_images: int = Field(gt=0)
     k: int | None = Field(default=None, gt=0, description="knn: the neighbour whose distance is the score.")
-    dims: int | None = Field(default=None, gt=0, description="knn: projected dimensions (None: the embedding's).")
+    dims: int | None = Field(default=None, gt=0, description="Principal directions kept (None: no projection).")
     reference_images: int = Field(default=0, ge=0, description="Training embeddings kept in the reference.")
     training_images: int = Field(default=0, ge=0, description="Training images the reference was drawn from.")
     dtype: Literal["float16", "float32"] = "float16"

@@ -93,3 +93,13 @@ def test_bundle_without_trust_data_is_uncalibrated(tmp_path: Path) -> None:
     assert result.probs == pytest.approx(softmax(logits)) and result.ood_score is None and scorer.coverage_range is None
     with pytest.raises(CoverageError, match="no conformal calibration data"):
         scorer(logits, np.ones((1, 84)), coverage=0.9)
+
+
+def test_trust_is_light_at_import() -> None:
+    """The service imports it: numpy and safetensors only, never torch, scipy or scikit-learn."""
+    import subprocess
+    import sys
+
+    code = "import sys, modelspec.trust; print(sorted({'torch', 'scipy', 'sklearn'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -38,16 +38,20 @@ def _exchangeable(n: int, classes: int, rng: np.random.Generator) -> tuple[np.nd
 def test_coverage_holds_over_many_random_splits(score: str) -> None:
     rng = np.random.default_rng(0)
     probs, labels = _exchangeable(40 * 1_000, 8, rng)
-    coverages = []
+    exact, served = [], []
     for split in range(40):
         order = rng.permutation(len(labels))
         cal, test = order[:300], order[300:2_300]
         stored = np.sort(true_label_scores(probs[cal], labels[cal], score))  # type: ignore[arg-type]
+        plain = prediction_sets(probs[test], stored, 0.9, score, include_top=False).mask  # type: ignore[arg-type]
         mask = prediction_sets(probs[test], stored, 0.9, score).mask  # type: ignore[arg-type]
-        coverages.append(mask[np.arange(len(test)), labels[test]].mean())
+        exact.append(plain[np.arange(len(test)), labels[test]].mean())
+        served.append(mask[np.arange(len(test)), labels[test]].mean())
         assert split or mask.sum(1).mean() < 8  # the sets say something: not every label
     # Marginal guarantee: 0.9 <= E[coverage] <= 0.9 + 1/(n+1) for continuous scores; the mean of 40 splits.
-    assert 0.895 <= float(np.mean(coverages)) <= 0.9 + 1 / 301 + 0.006
+    assert 0.895 <= float(np.mean(exact)) <= 0.9 + 1 / 301 + 0.006
+    # The served sets (top-1 label always in) only add labels: never below.
+    assert float(np.mean(served)) >= float(np.mean(exact))
 
 
 def test_sets_grow_with_the_coverage() -> None:
@@ -57,3 +61,11 @@ def test_sets_grow_with_the_coverage() -> None:
     small = prediction_sets(probs[1_000:], stored, 0.5, "lac").mask
     large = prediction_sets(probs[1_000:], stored, 0.99, "lac").mask
     assert (small <= large).all() and large.sum() > small.sum()
+
+
+def test_a_set_always_holds_the_top_label() -> None:
+    # A very confident image: its top probability alone exceeds the APS threshold, which would leave it empty.
+    stored = np.sort(np.linspace(0.5, 0.9, 99))
+    probs = np.array([[0.98, 0.01, 0.01]])
+    assert prediction_sets(probs, stored, 0.9, "aps", include_top=False).mask.sum() == 0
+    assert prediction_sets(probs, stored, 0.9, "aps").indices(0) == [0]

@@ -33,6 +33,16 @@ def test_knn_cap_and_projection_keep_near_points_near() -> None:
     assert reference.score(near).max() < reference.score(far).min()
 
 
+def test_projection_keeps_knn_distances_when_it_spans_the_data() -> None:
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(64, 5)))[0].T  # the data lie in a 5-dim subspace of 64 dims
+    train, queries = rng.normal(size=(300, 5)) @ basis, rng.normal(size=(20, 5)) @ basis
+    full = KnnReference.build(train, k=7).score(queries)
+    projected = KnnReference.build(train, k=7, dims=8)  # normalising adds no dimension: 5 of the 8 carry it all
+    assert projected.points.shape == (300, 8)
+    assert projected.score(queries) == pytest.approx(full, abs=1e-3)
+
+
 def test_mahalanobis_matches_the_direct_formula() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6)) + 3.0
