@@ -28,7 +28,7 @@ IntArray = npt.NDArray[np.integer]
 Tensors = dict[str, npt.NDArray[np.generic]]
 
 CONFORMAL_SCORE: ScoreName = "lac"
-OOD_METHOD: OodMethod = "knn"
+OOD_METHOD: OodMethod = "mahalanobis"  # chosen by make bench-trust: see BENCHMARKS.md, "## Trust"
 REFERENCE_CAP = 10_000
 """Training embeddings kept in a k-NN reference: 10,000 x 256 float16 = 5 MiB whatever the training set size."""
 REFERENCE_DIMS = 256

@@ -26,6 +26,7 @@ OOD_METHODS: tuple[OodMethod, ...] = ("knn", "mahalanobis", "energy", "msp")
 KNN_K = 50
 SHRINKAGE = 0.1
 PASS_RATE = 0.95
+PCA_ROWS = 10_000
 
 FloatArray = npt.NDArray[np.floating]
 F32 = npt.NDArray[np.float32]
@@ -70,9 +71,11 @@ class Projection:
     matrix: F32  # [embedding size, dims]
 
     @classmethod
-    def fit(cls, unit: FloatArray, dims: int) -> Projection:
-        mean = np.asarray(unit, dtype=np.float32).mean(axis=0)
-        _, _, vt = np.linalg.svd(np.asarray(unit, dtype=np.float32) - mean, full_matrices=False)
+    def fit(cls, unit: FloatArray, dims: int, *, rows: int = PCA_ROWS, seed: int = 0) -> Projection:
+        """Fit on at most ``rows`` rows: the leading directions settle long before the SVD's cost does."""
+        sample = np.asarray(subsample(unit, rows, seed), dtype=np.float32)
+        mean = sample.mean(axis=0)
+        _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
         return cls(mean=mean.astype(np.float32), matrix=np.ascontiguousarray(vt[:dims].T, dtype=np.float32))
 
     def __call__(self, unit: FloatArray) -> F32:

@@ -74,7 +74,7 @@ def test_unservable_coverage_names_the_levels(tmp_path: Path) -> None:
 def test_trust_fields_survive_model_json(tmp_path: Path) -> None:
     path = _write(tmp_path)
     raw = json.loads((path / SPEC_FILE).read_text())
-    assert raw["trust"]["file"] == TRUST_FILE and raw["trust"]["ood"]["method"] == "knn"
+    assert raw["trust"]["file"] == TRUST_FILE and raw["trust"]["ood"]["method"] == "mahalanobis"
     assert raw["trust"]["ood"]["dtype"] == "float16" and raw["trust"]["conformal"]["score"] == "lac"
     assert TRUST_FILE in raw["files"]  # hashed like every file of the bundle
 

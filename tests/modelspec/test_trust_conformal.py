@@ -8,10 +8,10 @@ from modelspec.trust.conformal import SCORES, label_scores, threshold
 def test_aps_and_raps_scores_by_hand() -> None:
     probs = np.array([[0.2, 0.5, 0.3]])
     assert label_scores(probs, "lac") == pytest.approx(np.array([[0.8, 0.5, 0.7]]))
-    # APS: the mass of the labels ranked above, plus the label's own: 0.5 | 0.5 + 0.3 | 0.5 + 0.3 + 0.2.
-    assert label_scores(probs, "aps") == pytest.approx(np.array([[1.0, 0.5, 0.8]]))
+    # APS: the mass of the labels ranked above: 0.5 + 0.3 | 0 | 0.5.
+    assert label_scores(probs, "aps") == pytest.approx(np.array([[0.8, 0.0, 0.5]]))
     # RAPS adds lam per rank beyond k_reg: ranks 3, 1, 2 -> +0.2, 0, +0.1.
-    assert label_scores(probs, "raps", lam=0.1, k_reg=1) == pytest.approx(np.array([[1.2, 0.5, 0.9]]))
+    assert label_scores(probs, "raps", lam=0.1, k_reg=1) == pytest.approx(np.array([[1.0, 0.0, 0.6]]))
 
 
 def test_threshold_is_the_finite_sample_quantile() -> None:
@@ -64,8 +64,10 @@ def test_sets_grow_with_the_coverage() -> None:
 
 
 def test_a_set_always_holds_the_top_label() -> None:
-    # A very confident image: its top probability alone exceeds the APS threshold, which would leave it empty.
-    stored = np.sort(np.linspace(0.5, 0.9, 99))
-    probs = np.array([[0.98, 0.01, 0.01]])
-    assert prediction_sets(probs, stored, 0.9, "aps", include_top=False).mask.sum() == 0
-    assert prediction_sets(probs, stored, 0.9, "aps").indices(0) == [0]
+    # An unsure image: no label is likely enough for LAC's threshold (1 - p > 0.3 for all), so the set would be empty.
+    stored = np.sort(np.linspace(0.1, 0.3, 99))
+    probs = np.array([[0.4, 0.35, 0.25]])
+    assert prediction_sets(probs, stored, 0.9, "lac", include_top=False).mask.sum() == 0
+    assert prediction_sets(probs, stored, 0.9, "lac").indices(0) == [0]
+    # APS and RAPS score the top label 0: it is in every set.
+    assert prediction_sets(probs, stored / 10, 0.9, "aps", include_top=False).indices(0) == [0]

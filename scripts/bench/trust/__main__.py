@@ -66,18 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = data.prepare(args.work, args.per_class)
     folders = data.split_folders(source, args.work, args.val_share)
     bundle = data.train(args.work, folders, args.image_size, args.epochs)
-    log.info("embedding every image with %s", bundle.path)
-    embedder = data.Embedder(bundle)
-    label_of = {c: i for i, c in enumerate(bundle.spec.labels)}
-    train = embedder.folder(folders["train"], KNOWN, label_of)
-    val = embedder.folder(folders["val"], KNOWN, label_of)
-    known = embedder.folder(source / "test", KNOWN, label_of)
-    digits, photos = data.digits(), data.photos()
-    cases = {
-        NEAR: embedder.folder(source / "test", HELD_OUT, label_of),
-        "far: digits": embedder.images(digits, [-1] * len(digits)),
-        "far: photos": embedder.images(photos, [-1] * len(photos)),
-    }
+    outputs = data.embed_all(bundle, args.work / "outputs.npz", source, folders)
+    train, val, known = outputs["train"], outputs["val"], outputs["known"]
+    cases = {NEAR: outputs["near"], "far: digits": outputs["digits"], "far: photos": outputs["photos"]}
+    n_digits, n_photos = len(cases["far: digits"].labels), len(cases["far: photos"].labels)
     log.info("calibration, conformal, OOD")
     calibration = measure.calibration(val, known)
     calibration_images = len(val.labels)
@@ -101,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup=[
             f"Data: Fashion-MNIST (`python -m training prepare fashion-mnist --limit {args.per_class}`). Known "
             f"classes (labels 0-5): {', '.join(KNOWN)}; held out as near-OOD (labels 6-9): {', '.join(HELD_OUT)}. "
-            f"Far-OOD: scikit-learn's {len(digits):,} 8x8 digits, and {len(photos)} crops of scikit-image's sample "
+            f"Far-OOD: scikit-learn's {n_digits:,} 8x8 digits, and {n_photos} crops of scikit-image's sample "
             "photos.",
             f"Model: `{bundle.name}` version {bundle.version}, trained through the public CLI on the known classes: "
             f"`python -m training fit --data known/train --val-data known/val --mode feature-extractor --lr 1e-2 "

@@ -120,3 +120,30 @@ def photos() -> list[Image.Image]:
     from scripts.bench.batch.photos import variants
 
     return [Image.open(io.BytesIO(data)) for data in variants()]
+
+
+def embed_all(bundle: Bundle, cache: Path, source: Path, folders: dict[str, Path]) -> dict[str, Outputs]:
+    """Logits and embeddings of every image the benchmark uses, computed once per bundle (kept in ``cache``)."""
+    key = f"{bundle.path}:{bundle.spec.files[ONNX_FILE]}"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if str(stored["key"]) == key:
+                parts = {str(k).split(".")[0] for k in stored.files if k != "key"}
+                return {
+                    p: Outputs(stored[f"{p}.logits"], stored[f"{p}.embeddings"], stored[f"{p}.labels"]) for p in parts
+                }
+    logger.info("embedding every image with %s", bundle.path)
+    embedder = Embedder(bundle)
+    label_of = {c: i for i, c in enumerate(bundle.spec.labels)}
+    found_digits, found_photos = digits(), photos()
+    outputs = {
+        "train": embedder.folder(folders["train"], KNOWN, label_of),
+        "val": embedder.folder(folders["val"], KNOWN, label_of),
+        "known": embedder.folder(source / "test", KNOWN, label_of),
+        "near": embedder.folder(source / "test", HELD_OUT, label_of),
+        "digits": embedder.images(found_digits, [-1] * len(found_digits)),
+        "photos": embedder.images(found_photos, [-1] * len(found_photos)),
+    }
+    arrays = {f"{p}.{f}": getattr(o, f) for p, o in outputs.items() for f in ("logits", "embeddings", "labels")}
+    np.savez(cache, key=np.asarray(key), **arrays)
+    return outputs

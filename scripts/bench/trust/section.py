@@ -82,6 +82,19 @@ def _conformal(report: Report) -> list[str]:
                      f"{_spread(r.worst_class)} | {_spread(r.single, '{:.1%}')} |")  # fmt: skip
     inside = [r.score.upper() for r in report.conformal if all(low <= c <= high for c in r.coverage)]
     lines += ["", f"Every split's coverage within {low}-{high}: {', '.join(inside) or 'none'}."]
+    by = {r.score: r for r in report.conformal}
+    size = {s: statistics.mean(r.size) for s, r in by.items()}
+    worst = {s: statistics.mean(r.worst_class) for s, r in by.items()}
+    lines += [
+        "",
+        f"Kept: **LAC** (the export default). It has the smallest sets: {size['lac']:.2f} labels on average against "
+        f"{size['aps']:.2f} (APS) and {size['raps']:.2f} (RAPS), and on this model "
+        f"{statistics.mean(by['lac'].single):.0%} of its sets name a single label; coverage is what was asked. "
+        f"APS and RAPS grow the set with the image's uncertainty, which spreads coverage more evenly over classes "
+        f"(lowest per-class coverage {worst['aps']:.3f} and {worst['raps']:.3f} against LAC's {worst['lac']:.3f}), "
+        "but in their deterministic form (needed so one image always gets one answer) they over-cover and pay two "
+        "to three times the labels for it. The guarantee users get is marginal in every case; they are told so.",
+    ]
     return lines
 
 
@@ -112,6 +125,18 @@ def _ood(report: Report) -> list[str]:
               f"(target >= {NEAR_TARGET}: {_met(near_ok)}), far-OOD "
               + ", ".join(f"{c} {kept.auroc[c]:.3f}" for c in cases if c != report.near)
               + f" (target >= {FAR_TARGET}: {_met(far_ok)})."]  # fmt: skip
+    best = max(report.ood, key=lambda r: r.auroc[report.near])
+    lines += [
+        "",
+        f"Why: the distance-based scores separate both cases far better than the ones from logits (energy and MSP "
+        f"barely tell the held-out classes apart: a softmax is confident on a shirt it calls a t-shirt). Among them "
+        f"the best near-OOD AUROC is {best.auroc[report.near]:.3f} ({best.method}); the kept variant is within "
+        f"{best.auroc[report.near] - kept.auroc[report.near]:.3f} of it at a fraction of the cost (below): its "
+        "reference is a 256-dimension projection, a 256 x 256 whitening matrix and one mean per class, whose size "
+        "does not grow with the training set, and scoring one image is three small matrix products. k-NN needs a "
+        "sample of the training embeddings that grows with the set until it is capped (here 10,000), costs more "
+        "per image and scored lower on the held-out classes.",
+    ]
     return lines
 
 
