@@ -10,7 +10,15 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from modelspec.trust.spec import Trust
 
@@ -103,6 +111,14 @@ class ModelSpec(BaseModel):
     def calibrated(self) -> bool:
         """Whether served probabilities are temperature-scaled (False for bundles without validation data)."""
         return self.trust is not None and self.trust.calibration is not None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_trust(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A bundle without trust data is written exactly as before, so older releases still read it."""
+        data: dict[str, Any] = handler(self)
+        if self.trust is None:
+            data.pop("trust", None)
+        return data
 
     @field_validator("name")
     @classmethod
