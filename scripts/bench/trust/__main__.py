@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--splits", type=int, default=20, help="random calibration/test splits (>= 5)")
     parser.add_argument("--cost-images", type=int, default=50_000, help="synthetic training set for the cost")
-    parser.add_argument("--latency-rounds", type=int, default=300)
+    parser.add_argument("--latency-rounds", type=int, default=500)
     parser.add_argument(
         "--default-model", type=Path, default=None, help="bundle timed for the latency ratio (default: Lite0's)"
     )

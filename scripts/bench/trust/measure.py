@@ -142,6 +142,7 @@ class CostRow:
     reference: str
     stored_bytes: int
     us_per_image: float  # batch of 1, median
+    kept: bool = False
 
 
 def synthetic(
@@ -205,7 +206,7 @@ def cost(
         ood_bytes = (
             stored_size({k: v for k, v in tensors.items() if k != "conformal_scores"}) if len(tensors) > 1 else 0
         )
-        rows.append(CostRow(method, reference, ood_bytes, us))
+        rows.append(CostRow(method, reference, ood_bytes, us, kept=options == kept_options))
         if options == kept_options:
             kept = scorer
     assert kept is not None
@@ -218,6 +219,7 @@ class Latency:
     rounds: int
     without_ms: float
     with_ms: float
+    paired_ms: float  # median over alternating pairs of (with - without)
 
     @property
     def ratio(self) -> float:
@@ -256,5 +258,6 @@ def latency(bundle_dir: Path, scorer: TrustScorer, rounds: int) -> Latency:
             start = time.perf_counter()
             predict(flag)
             sink.append(time.perf_counter() - start)
+    paired = statistics.median(b - a for a, b in zip(without, with_, strict=True)) * 1e3
     return Latency(f"{bundle.name}:{bundle.version}", rounds, statistics.median(without) * 1e3,
-                   statistics.median(with_) * 1e3)  # fmt: skip
+                   statistics.median(with_) * 1e3, paired)  # fmt: skip
