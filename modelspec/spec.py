@@ -10,7 +10,17 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from modelspec.trust.spec import Trust
 
 FORMAT_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -93,6 +103,22 @@ class ModelSpec(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance = Field(default_factory=Provenance)
     files: dict[str, str] = Field(default_factory=dict, description="File name -> sha256 hex digest.")
+    trust: Trust | None = Field(
+        default=None, description="Calibration, conformal and OOD data; absent in older bundles."
+    )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether served probabilities are temperature-scaled (False for bundles without validation data)."""
+        return self.trust is not None and self.trust.calibration is not None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_trust(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A bundle without trust data is written exactly as before, so older releases still read it."""
+        data: dict[str, Any] = handler(self)
+        if self.trust is None:
+            data.pop("trust", None)
+        return data
 
     @field_validator("name")
     @classmethod
