@@ -10,8 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from app.api.server import PROTOCOL_PATH, HttpLimits, protocol_class
 from app.config import Settings
-from app.server import PROTOCOL_PATH, HttpLimits, protocol_class
 
 
 def export_overrides(overrides: Mapping[str, Any], environ: MutableMapping[str, str] = os.environ) -> None:

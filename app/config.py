@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="Log one line per request.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    # The web page and explanations (app/static, app/explain*.py)
+    # The web page and explanations (app/static, app/engine/explain.py, app/api/explain_overlay.py)
     ui: bool = Field(default=True, description="Serve the web page at / (try a model, see its card); false: 404.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
         return self.resolved_intra_op_threads() if backend == "onnx" else 1
 
     def admission_slots(self, backend: str) -> tuple[int, int]:
-        """The fewest and most requests a model serves at once (``app.admission`` adapts between them): one for
+        """The fewest and most requests a model serves at once (``app.engine.admission`` adapts between them): one for
         each decode thread and inference worker; enough for full batches on every worker too."""
         decode, workers = self.resolved_decode_threads(), self.resolved_inference_workers(backend)
         return decode + workers, decode + self.max_batch_size * workers

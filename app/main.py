@@ -10,20 +10,21 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from app import __version__
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
+from app.api.errors import install_error_handlers
+from app.api.metrics_middleware import MetricsMiddleware
 from app.api.routes import admin, explain, health, inference, metrics, models, v2, v2_infer
 from app.api.shedding import SheddingMiddleware
-from app.api.v2_errors import V2ErrorShapeMiddleware
 from app.api.web import install_web
 from app.config import Settings
-from app.errors import install_error_handlers
-from app.explain import ExplainSlots
-from app.inference import InferencePipeline
-from app.metrics import Metrics, MetricsMiddleware
-from app.registry import ModelRegistry
+from app.engine.explain import ExplainSlots
+from app.engine.inference import InferencePipeline
+from app.engine.metrics import Metrics
+from app.engine.registry import ModelRegistry
 from modelspec import remove_stale_temp_dirs
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,12 @@ ROUTERS = (
     v2.router,
     v2_infer.router,
 )
+
+
+def shed_routes() -> list[BaseRoute]:
+    """The routes whose requests wait for their model's slot at the edge (``app.api.shedding``)."""
+    shed = {*inference.SHED, *v2_infer.SHED}
+    return [route for router in ROUTERS for route in router.routes if getattr(route, "endpoint", None) in shed]
 
 
 def read_route_sources() -> None:
@@ -105,9 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     # The last middleware added runs first: metrics see every response, the body limit guards the routes, and
     # requests to the inference routes wait for their model's slot before FastAPI handles them.
-    app.add_middleware(SheddingMiddleware)
+    app.add_middleware(SheddingMiddleware, routes=shed_routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
-    app.add_middleware(V2ErrorShapeMiddleware)  # /v2 errors in the protocol's shape, whoever answered
     install_web(app, settings)  # the page, the offline API docs, CORS (outermost)
     return app

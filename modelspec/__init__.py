@@ -14,6 +14,7 @@ from modelspec.bundle import (
     read_bundle,
     read_spec,
     remove_stale_temp_dirs,
+    versions_to_open,
     write_bundle,
 )
 from modelspec.decode import DecodeLimits, ImageError, decode, load_input
@@ -43,5 +44,6 @@ __all__ = [
     "remove_stale_temp_dirs",
     "resize_and_crop",
     "to_rgb",
+    "versions_to_open",
     "write_bundle",
 ]

@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +90,19 @@ def list_versions(models_dir: Path, name: str) -> list[int]:
     if not folder.is_dir():
         return []
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) >= 1)
+
+
+def versions_to_open(available: Iterable[int], requested: int | None = None) -> list[int]:
+    """The one version rule: which of a model's ``available`` versions to open, best first.
+
+    A ``requested`` version alone (nothing when it is not available); otherwise every version, newest (highest
+    number) first, so a caller that cannot open one falls back to the one before. The service, the batch command
+    and evaluation all choose through this, so they agree on what "the model" means.
+    """
+    versions = sorted(set(available), reverse=True)
+    if requested is not None:
+        return [requested] if requested in versions else []
+    return versions
 
 
 def list_models(models_dir: Path) -> dict[str, list[int]]:

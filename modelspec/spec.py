@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modelspec.quantization import Quantization
+from modelspec.trust.spec import Trust
 
 FORMAT_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -98,6 +99,16 @@ class ModelSpec(BaseModel):
     quantization: Quantization | None = Field(
         default=None, exclude_if=lambda value: value is None, description="The int8 model's record, if any."
     )
+    trust: Trust | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Calibration, conformal and OOD data; absent in older bundles.",
+    )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether served probabilities are temperature-scaled (False for bundles without validation data)."""
+        return self.trust is not None and self.trust.calibration is not None
 
     @field_validator("name")
     @classmethod

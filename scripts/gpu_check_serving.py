@@ -63,9 +63,9 @@ def top5_parity(bundle_path: Path, device: str = "cuda") -> list[dict[str, objec
     import torch
     from PIL import Image
 
-    from app.backends.ort import OnnxBackend
-    from app.backends.pytorch import TorchBackend
-    from app.encode import top_k
+    from app.engine.backends.ort import OnnxBackend
+    from app.engine.backends.pytorch import TorchBackend
+    from app.engine.postprocess import top_k
     from modelspec import read_bundle
     from modelspec.decode import DecodeLimits, load_input
 

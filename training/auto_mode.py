@@ -20,12 +20,13 @@ small           ``feature-extractor``          ``two-phase`` (head first, then a
 large           ``two-phase``                  ``fine-tune``
 =============== ============================== =========================================================
 
-The pretrained probe runs on the cached features of item 1 (``training.features``) when the data is small, so a
+The pretrained probe runs on the cached features of item 1 (``training.engine.features``) when the data is small, so a
 feature-extractor run that follows reuses them; on large data both probes use a subsample.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -35,11 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from training import backbones, distributed
-from training.config import TransferMode
-from training.data import Sample, eval_dataset
-from training.features import embed, load_or_compute, training_images
-from training.run import RunContext
+from training import backbones
+from training.config import TransferMode, revalidated
+from training.data.datasets import eval_dataset
+from training.data.folders import Sample
+from training.engine import distributed
+from training.engine.features import embed, load_or_compute, training_images
+from training.engine.run import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +124,18 @@ def decide(
             f"{ERROR_RATIO_SIMILAR:.0%}: dissimilar; the pretrained features alone do not tell the classes apart)"
         )
     return mode, small, similar, f"{size}; {probe}: {closeness}. So: {why}."
+
+
+def decide_mode(context: RunContext) -> RunContext:
+    """``--mode auto``: the run with the mode chosen from the data, the choice recorded in its ``choices``."""
+    if context.config.mode != "auto":
+        return context
+    choice = choose_mode(context)
+    return dataclasses.replace(
+        context,
+        config=revalidated(context.config, mode=choice.mode),
+        choices={**context.choices, "mode_auto": choice.summary()},
+    )
 
 
 def choose_mode(context: RunContext) -> ModeChoice:

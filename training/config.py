@@ -138,6 +138,14 @@ class FitConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
+def revalidated(config: FitConfig, **changes: Any) -> FitConfig:
+    """``config`` with ``changes`` (a choice made for the user: ``--mode auto``, ``--lr auto``), checked again."""
+    try:
+        return FitConfig.model_validate({**config.model_dump(), **changes})
+    except ValueError as exc:
+        raise ConfigError(f"after choosing {changes}: {exc}") from exc
+
+
 FIELDS = frozenset(FitConfig.model_fields)
 # What may change when a run is resumed; everything else would make the result a different experiment.
 RESUME_OVERRIDABLE = frozenset(

@@ -15,9 +15,12 @@ import numpy as np
 import torch
 
 from modelspec import tensors
-from modelspec.bundle import ONNX_FILE, Bundle, BundleError, list_versions, read_bundle
+from modelspec.bundle import ONNX_FILE, Bundle, BundleError, list_versions, read_bundle, versions_to_open
+from modelspec.runtime import build_session
 from training import report
-from training.data import eval_dataset, make_loader, scan_image_folder
+from training.data.datasets import eval_dataset
+from training.data.folders import scan_image_folder
+from training.data.loaders import make_loader
 from training.errors import UserError
 from training.metrics import classification_metrics
 
@@ -31,10 +34,10 @@ def open_bundle(path: Path) -> Bundle:
     if not path.is_dir():
         raise UserError(f"bundle {path} does not exist")
     if not (path / "model.json").is_file():
-        versions = list_versions(path.parent, path.name)
+        versions = versions_to_open(list_versions(path.parent, path.name))
         if not versions:
             raise UserError(f"{path} is neither a bundle (no model.json) nor a model folder with versions")
-        path = path / str(versions[-1])
+        path = path / str(versions[0])
     try:
         return read_bundle(path)
     except BundleError as exc:
@@ -59,9 +62,7 @@ def evaluate_bundle(
     )
     logits_list, labels_list = [], []
     if backend == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(bundle.file(ONNX_FILE)), providers=["CPUExecutionProvider"])
+        session = build_session(bundle.file(ONNX_FILE))
         for images, labels in loader:
             logits_list.append(session.run([tensors.LOGITS], {tensors.INPUT: images.numpy()})[0])
             labels_list.append(labels.numpy())

@@ -12,6 +12,7 @@ import io
 import logging
 import platform
 import warnings
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -20,8 +21,9 @@ import torch
 from safetensors.torch import save_file
 
 from modelspec import tensors
-from modelspec.bundle import ONNX_FILE, WEIGHTS_FILE, Bundle, write_bundle
+from modelspec.bundle import ONNX_FILE, WEIGHTS_FILE, Bundle, FileWriter, write_bundle
 from modelspec.network import ClassifierNet
+from modelspec.runtime import build_session
 from modelspec.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -74,9 +76,7 @@ def check_onnx(network: ClassifierNet, onnx_path: Path, sample: torch.Tensor, *,
     The tolerance is relative to the size of the outputs (logits of a few units, embeddings of any scale), and two
     batch sizes are checked so a batch dimension baked in as a constant cannot slip through.
     """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = build_session(onnx_path)
     worst = 0.0
     for batch in (sample[:1], sample):
         with torch.no_grad():
@@ -103,11 +103,14 @@ def export_bundle(
     *,
     sample: torch.Tensor | None = None,
     version: int | None = None,
+    extra_files: Mapping[str, FileWriter] | None = None,
 ) -> Bundle:
     """Write ``network`` and ``spec`` as a new bundle version under ``models_dir`` and return it.
 
     ``sample`` is a batch of preprocessed images (two or more) used to trace and check the export; random inputs
-    of the spec's crop size are used when it is not given.
+    of the spec's crop size are used when it is not given. ``extra_files`` (file name -> writer) adds files to the
+    bundle: each writer is called with its file's path in the bundle's temporary folder, after the weights and the
+    ONNX graph are written there, and its file is hashed like theirs.
     """
     network = network.to("cpu").eval()
     if sample is None:
@@ -126,6 +129,6 @@ def export_bundle(
     return write_bundle(
         models_dir,
         spec,
-        {WEIGHTS_FILE: lambda path: save_weights(network, path), ONNX_FILE: write_onnx},
+        {WEIGHTS_FILE: lambda path: save_weights(network, path), ONNX_FILE: write_onnx, **(extra_files or {})},
         version=version,
     )

@@ -15,6 +15,7 @@ afterwards, so the fit that follows starts exactly as it would have without the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -25,9 +26,13 @@ from typing import Any
 
 import torch
 
-from training import checkpoint, distributed, report
-from training.trainer import PhaseInputs, Trainer
-from training.transfer import apply_phase, plan_phases, set_train_mode
+from training import report
+from training.config import revalidated
+from training.engine import checkpoint, distributed
+from training.engine.inputs import PhaseInputs
+from training.engine.run import RunContext
+from training.engine.trainer import Trainer
+from training.engine.transfer import apply_phase, plan_phases, set_train_mode
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +188,20 @@ def write(result: RangeTest, run_dir: Path) -> Path:
     data = {**result.summary(), "lrs": result.lrs, "losses": result.losses, "raw_losses": result.raw_losses}
     report.write_json(run_dir / RESULT_FILE, data)
     return plot
+
+
+def decide_lr(context: RunContext) -> RunContext:
+    """``--lr auto``: the run with the range test's suggestion as its learning rate, recorded in its ``choices``."""
+    if context.config.lr != "auto":
+        return context
+    test = find(Trainer(context))
+    if context.dist.is_main:
+        write(test, context.run_dir)
+    return dataclasses.replace(
+        context,
+        config=revalidated(context.config, lr=test.suggestion),
+        choices={**context.choices, "lr_finder": test.summary()},
+    )
 
 
 def find(trainer: Trainer, **options: Any) -> RangeTest:

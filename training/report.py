@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
 from training.metrics import summary_line
 
 if TYPE_CHECKING:
     from modelspec.bundle import Bundle
-    from training.run import RunContext, TrainingOutcome
+    from training.engine.outcome import TrainingOutcome
+    from training.engine.run import RunContext
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,19 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     figure.savefig(path, dpi=100)
 
 
+def write_metrics(run_dir: Path, metrics: dict[str, Any], classes: Sequence[str], model_name: str) -> None:
+    """``metrics.json`` and a ``confusion_<split>.png`` for each split scored (val, test)."""
+    write_json(run_dir / "metrics.json", metrics)
+    for split in ("val", "test"):
+        if split in metrics:
+            plot_confusion(
+                metrics[split]["confusion_matrix"],
+                classes,
+                run_dir / f"confusion_{split}.png",
+                f"{model_name}: {split} confusion matrix",
+            )
+
+
 def format_count(value: int) -> str:
     return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value:,}"
 
@@ -167,8 +182,6 @@ def fit_report(
 
 def imbalance_warning(classes: Sequence[str], counts: Sequence[int]) -> str | None:
     """A sentence when the largest class has more than ``IMBALANCE_WARNING_RATIO`` times the images of the smallest."""
-    from training.data import IMBALANCE_WARNING_RATIO, imbalance_ratio
-
     ratio = imbalance_ratio(counts)
     if ratio <= IMBALANCE_WARNING_RATIO:
         return None

@@ -68,6 +68,20 @@ class TensorBoardLog:
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value)
 
+    def summary(self, metrics: Mapping[str, Any], best_epoch: int, run_dir: Path, values: Mapping[str, Any]) -> None:
+        """The end of the log: the confusion matrices (``run_dir/confusion_<split>.png``) at the best epoch, the
+        configuration ``values`` and the final scores of each split in ``metrics``."""
+        for split in ("val", "test"):
+            if split in metrics:
+                self.confusion(split, run_dir / f"confusion_{split}.png", best_epoch)
+        finals = {
+            f"hparam/{split}_{key}": float(metrics[split][key])
+            for split in ("val", "test")
+            if split in metrics
+            for key in ("accuracy", "macro_f1", "loss")
+        }
+        self.hyperparameters(values, finals)
+
     def close(self) -> None:
         self.writer.close()
         logger.info("TensorBoard logs in %s (tensorboard --logdir %s)", self.folder, self.folder.parent)

@@ -8,7 +8,7 @@
   the rest of the body is then read and thrown away, up to a bound (``drain_bytes``, ``DRAIN_SECONDS``), and the
   connection is closed after it. A client that sent ``Expect: 100-continue`` has not sent its body: no drain.
 
-The request line and headers have their own limits and time-out in the HTTP protocol (``app.server``).
+The request line and headers have their own limits and time-out in the HTTP protocol (``app.api.server``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import domain_error_response
-from app.uploads import PayloadTooLargeError, RequestTimeoutError
+from app.api.errors import domain_error_response
+from app.api.protocols import protocol_of
+from app.api.uploads import PayloadTooLargeError, RequestTimeoutError
 
 DRAIN_SECONDS = 5.0
 """The longest a refused body is drained before the connection closes."""
@@ -27,7 +28,7 @@ CLOSE = (b"connection", b"close")
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with a 413 and stalled ones with a 408, in our JSON error shape."""
+    """Refuse bodies over ``max_bytes`` with a 413 and stalled ones with a 408, in the protocol's error shape."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 20.0) -> None:
         self.app = app
@@ -48,7 +49,8 @@ class BodyLimitMiddleware:
         no_body = length == 0 or (length is None and b"transfer-encoding" not in headers)
         guard = _BodyGuard(self, receive, send, no_body, headers.get(b"expect", b"").lower() == b"100-continue")
         if length is not None and length > self.max_bytes:
-            await domain_error_response(self.too_large())(scope, guard.receive, guard.send)
+            answer = domain_error_response(self.too_large(), protocol=protocol_of(scope["path"]))
+            await answer(scope, guard.receive, guard.send)
             return
         await self.app(scope, guard.receive, guard.send)
 

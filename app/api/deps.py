@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from app.api.errors import APIError
 from app.config import Settings
-from app.errors import APIError
-from app.inference import InferencePipeline
-from app.metrics import Metrics
-from app.registry import ModelRegistry
+from app.engine.inference import InferencePipeline
+from app.engine.metrics import Metrics
+from app.engine.registry import ModelRegistry
 
 
 @dataclass(frozen=True)

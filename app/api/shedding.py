@@ -5,66 +5,59 @@ Under overload most requests are refused, and clients that resend at once (wrk, 
 as frequent as the waiting room is large. A refusal that went through FastAPI (routing, dependencies, reading the
 form) cost 600-700 us of CPU, one refused here 40-50 us (measured in-process), so refusing here keeps the CPU for
 the requests that are served. The body is read first (under the body guards), so that a slow upload never holds a
-slot, then replayed to the route; a client that left while it waited is dropped before any work. The route's
-pipeline sees that the slot is held (``app.admission``) and does not wait again. Requests whose model cannot be
-found, or whose query is invalid, go on to the route, which answers them properly.
+slot, then replayed to the route; a client that left while it waited is dropped before any work.
+
+The shed routes are the app's own (Starlette's route matching, so their paths are spelled once, in the routers).
+The model is resolved here, once; the route receives it, with the slot held for it, as ``request.state.admitted``
+(``admitted(request)``) and runs it without resolving or waiting again. Requests whose model cannot be found, or
+whose version is not a number, go on to the route, which answers them properly.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs
 
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.admission import OverloadedError
-from app.errors import CLIENT_CLOSED_REQUEST, domain_error_response, error_response
-from app.model import LoadedModel
-from app.registry import ModelLookupError
-from app.uploads import ClientDisconnectedError, DisconnectWatch, UploadError
+from app.api.errors import CLIENT_CLOSED_REQUEST, domain_error_response, error_response
+from app.api.protocols import protocol_of
+from app.api.uploads import DisconnectWatch, UploadError
+from app.engine.admission import OverloadedError
+from app.engine.inference import Admitted, ClientDisconnectedError
+from app.engine.model import LoadedModel
+from app.engine.registry import ModelLookupError
 
 logger = logging.getLogger(__name__)
 
-INFERENCE_PATHS = (
-    re.compile(r"^/v1/(?:models/(?P<name>[^/]+)/)?(?P<kind>predict|features)$"),
-    re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/(?P<kind>infer)$"),
-)
+ADMITTED = "admitted"
+"""The key of ``request.state`` that holds a shed route's ``Admitted`` request."""
 
 
-def _inference_route(scope: Scope) -> re.Match[str] | None:
-    if scope["type"] != "http" or scope["method"] != "POST":
-        return None
-    return next((m for pattern in INFERENCE_PATHS if (m := pattern.match(scope["path"]))), None)
-
-
-def _route_template(match: re.Match[str]) -> str:
-    """The path the router would label the request with."""
-    if match["kind"] == "infer":
-        return "/v2/models/{name}/versions/{version}/infer" if match["version"] else "/v2/models/{name}/infer"
-    return f"/v1/models/{{name}}/{match['kind']}" if match["name"] else match.string
-
-
-@dataclass(frozen=True)
-class RouteTemplate:
-    """What the metrics label a request with (``scope["route"].path``) when it is answered before routing."""
-
-    path: str
+def admitted(request: Request) -> Admitted | None:
+    """The model this request was resolved to, with one of its slots held for it; None if it was not let in here
+    (its route then resolves the model itself and reports what is wrong)."""
+    let_in: Admitted | None = getattr(request.state, ADMITTED, None)
+    return let_in
 
 
 class SheddingMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        """``routes``: the app's routes whose requests wait for their model's slot here."""
         self.app = app
+        self.routes = tuple(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _inference_route(scope)
-        model = self._model(scope, match) if match else None
-        if match is None or model is None:
+        matched = self._match(scope)
+        model = self._model(scope, *matched) if matched else None
+        if matched is None or model is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = RouteTemplate(_route_template(match))
+        scope["route"] = matched[0]  # what the metrics label a request answered here with, as the router would
         try:
             body = await read_body(receive)
         except UploadError as error:  # too large, stalled
@@ -76,33 +69,43 @@ class SheddingMiddleware:
         watch = DisconnectWatch(receive)
         replay = _Replay(body, watch)
         del body  # the replay holds it until the route has read it, and no longer
-        admitted = False
+        let_in = False
         try:
             async with model.admission.slot():
                 if await watch():
                     raise ClientDisconnectedError("the client went away while its request waited")
-                admitted = True
+                let_in = True
+                scope.setdefault("state", {})[ADMITTED] = Admitted(model)
                 await self.app(scope, replay.receive, send)
         except (OverloadedError, ClientDisconnectedError) as refused:
-            if admitted:  # the route's own (its handlers answered it already)
+            if let_in:  # the route's own (its handlers answered it already)
                 raise
             await self._answer(scope, send, refused)
         finally:
             watch.close()
 
+    def _match(self, scope: Scope) -> tuple[BaseRoute, dict[str, Any]] | None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        for route in self.routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route, child.get("path_params", {})
+        return None
+
     @staticmethod
-    def _model(scope: Scope, match: re.Match[str]) -> LoadedModel | None:
+    def _model(scope: Scope, route: BaseRoute, path_params: dict[str, Any]) -> LoadedModel | None:
         services = getattr(scope["app"].state, "services", None) if "app" in scope else None
         if services is None:
             return None
-        if match["kind"] == "infer":
-            version = match["version"]
-        else:
-            version = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("version", [None])[-1]
-        if version is not None and not version.isdigit():
-            return None  # the route answers 422 (400 on /v2)
+        if "version" in path_params:  # /v2/models/{name}/versions/{version}/infer
+            version = path_params["version"]
+        else:  # /v1: ?version=
+            version = QueryParams(scope.get("query_string", b"")).get("version")
+        if version is not None and not (version.isascii() and version.isdigit()):
+            return None  # the route answers 422 (404 on /v2)
         try:
-            model: LoadedModel = services.registry.get(match["name"], int(version) if version else None)
+            model: LoadedModel = services.registry.get(path_params.get("name"), int(version) if version else None)
         except ModelLookupError:
             return None  # the route answers 404 or 503
         return model
@@ -111,11 +114,14 @@ class SheddingMiddleware:
     async def _answer(scope: Scope, send: Send, error: UploadError | OverloadedError | ClientDisconnectedError) -> None:
         metrics = scope["app"].state.metrics
         metrics.errors.labels(error.code).inc()
+        protocol = protocol_of(scope["path"])
         if isinstance(error, ClientDisconnectedError):
             logger.info("client went away during %s %s (%s)", scope["method"], scope["path"], error)
-            response = error_response(CLIENT_CLOSED_REQUEST, error.code, "the client closed the connection")
+            response = error_response(
+                CLIENT_CLOSED_REQUEST, error.code, "the client closed the connection", protocol=protocol
+            )
         else:
-            response = domain_error_response(error)
+            response = domain_error_response(error, protocol=protocol)
         await response(scope, _nothing_to_receive, send)
 
 

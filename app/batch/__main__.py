@@ -16,7 +16,7 @@ from app.batch.model_choice import ModelArgumentError
 from app.batch.outputs import OutputError
 from app.batch.rows import RowOptions
 from app.config import Settings
-from app.registry import ModelLookupError
+from app.engine.registry import ModelLookupError
 from modelspec import BundleError
 
 EXIT_USAGE = 2

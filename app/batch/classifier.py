@@ -1,9 +1,9 @@
 """The service's pipeline driven by a list of files instead of requests: decode -> batch -> predict -> rows.
 
-Files go through ``app.inference.InferencePipeline`` (read and decoded on its thread pool) and the model's batcher
-and backend, a batch-sized chunk at a time, exactly as a request with that many images would; several chunks are in
-flight at once, so the pool decodes the next ones while the backend runs the previous ones, and nothing waits per
-image. Rows come out as each chunk completes (in completion order, not input order).
+Files go through ``app.engine.inference.InferencePipeline`` (read and decoded on its thread pool) and the model's
+batcher and backend, a batch-sized chunk at a time, exactly as a request with that many images would; several
+chunks are in flight at once, so the pool decodes the next ones while the backend runs the previous ones, and nothing
+waits per image. Rows come out as each chunk completes (in completion order, not input order).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from itertools import islice
 from app.batch.inputs import ImagePath
 from app.batch.rows import ResultRow, RowOptions, model_id, result_row
 from app.config import Settings
-from app.inference import ImageFile, InferencePipeline
-from app.metrics import Metrics
-from app.model import LoadedModel
+from app.engine.inference import ImageFile, InferencePipeline
+from app.engine.metrics import Metrics
+from app.engine.model import LoadedModel
 
 RowSink = Callable[[list[ResultRow]], None]
 

@@ -9,8 +9,8 @@ from app.batch.classifier import Classifier, RowSink
 from app.batch.inputs import ImagePath
 from app.batch.rows import RowOptions
 from app.config import Settings
-from app.metrics import Metrics
-from app.model import load_model
+from app.engine.metrics import Metrics
+from app.engine.model import load_model
 from modelspec import Bundle
 
 

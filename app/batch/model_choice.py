@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from app.config import Settings
-from app.registry import ModelNotFoundError, NotReadyError, VersionNotFoundError, choose_default
+from app.engine.registry import LookupWording, find_versions
 from modelspec import Bundle, BundleError, list_models, read_bundle
 
 logger = logging.getLogger(__name__)
@@ -34,23 +34,22 @@ def parse_model(text: str | None) -> tuple[str | None, int | None]:
 
 def bundle_candidates(models_dir: Path, name: str | None, version: int | None, default: str | None) -> list[Path]:
     """The bundle folders to try, best first; a ``ModelLookupError`` naming what exists when there are none."""
-    on_disk = list_models(models_dir)
-    if name is None:
-        name = choose_default(on_disk, default)
-        if name is None:
-            detail = f"the default model {default!r} is not in {models_dir}" if default else f"{models_dir} is empty"
-            raise NotReadyError(
-                f"{detail}; models there: {sorted(on_disk) or 'none'}. Name one with --model, point --models-dir "
-                "at another folder, or build the default one with make default-model"
-            )
-    versions = on_disk.get(name)
-    if not versions:
-        raise ModelNotFoundError(f"no model named {name!r} in {models_dir}; available: {sorted(on_disk) or 'none'}")
-    if version is not None:
-        if version not in versions:
-            raise VersionNotFoundError(f"{name} has no version {version} in {models_dir}; versions: {versions}")
-        return [models_dir / name / str(version)]
-    return [models_dir / name / str(v) for v in sorted(versions, reverse=True)]
+    name, chosen = find_versions(list_models(models_dir), name, version, default, in_folder(models_dir))
+    return [models_dir / name / str(v) for v in chosen]
+
+
+def in_folder(models_dir: Path) -> LookupWording:
+    return LookupWording(
+        no_default=lambda configured, names: (
+            f"{f'the default model {configured!r} is not in {models_dir}' if configured else f'{models_dir} is empty'}"
+            f"; models there: {names or 'none'}. Name one with --model, point --models-dir at another folder, or "
+            "build the default one with make default-model"
+        ),
+        no_model=lambda name, names: f"no model named {name!r} in {models_dir}; available: {names or 'none'}",
+        no_version=lambda name, version, versions: (
+            f"{name} has no version {version} in {models_dir}; versions: {versions}"
+        ),
+    )
 
 
 def resolve_bundle(settings: Settings, model: str | None) -> Bundle:

@@ -29,8 +29,8 @@ from app.batch.extras import EngineUnavailableError
 from app.batch.inputs import ImagePath
 from app.batch.rows import ResultRow, RowOptions
 from app.config import Settings
-from app.metrics import Metrics
-from app.model import load_model
+from app.engine.metrics import Metrics
+from app.engine.model import load_model
 from modelspec import Bundle
 
 logger = logging.getLogger(__name__)

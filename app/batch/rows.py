@@ -1,6 +1,6 @@
 """One output row per image: its path and its top-k predictions (plus its embedding), or its error.
 
-Rows are built from the pipeline's outcomes with ``app.encode``'s post-processing, so a batch run scores exactly as
+Rows are built from the pipeline's outcomes with ``app.api.encode``'s post-processing, so a batch run scores exactly as
 ``/v1/predict`` answers. Both engines produce them (the Ray engine's actors ship them to the driver as Arrow
 tables, ``app.batch.arrow``), and every output format writes them.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.encode import l2_normalize, top_k
-from app.inference import ImageOutcome
+from app.engine.inference import ImageOutcome
+from app.engine.postprocess import l2_normalize, top_k
 from modelspec.preprocess import Float32Array
 
 

@@ -192,7 +192,7 @@ async def _python_load(port: int, wire: bytes, clients: int, seconds: float) -> 
                 writer.write(wire)
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
-                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                length = re.search(rb"(?im)^content-length: *(\d+)", head)  # not Inference-Header-Content-Length
                 await reader.readexactly(int(length.group(1)) if length else 0)
                 latencies.append(time.perf_counter() - started)
                 counts["non2xx"] += not 200 <= status < 300

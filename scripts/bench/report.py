@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+
+from scripts.bench.machine import Machine
 
 NEW_FILE = "# Benchmarks\n"
 
@@ -53,3 +56,19 @@ def publish(section: str, output: Path | None) -> None:
         write_section(output, section)
         print(f"wrote the {heading_of(section)!r} section of {output}")
     print(section)
+
+
+def section_header(
+    heading: str, measured_by: str, started: str, machine: Machine, machine_note: str, software: Mapping[str, str]
+) -> list[str]:
+    """The lines every benchmark section opens with: heading, what measured it and when, machine and software.
+    ``machine_note`` follows "N cores available to the process" (the load, how to read the numbers)."""
+    versions = ", ".join(f"{name} {version}" for name, version in software.items())
+    return [
+        heading,
+        "",
+        f"Measured by {measured_by} on {started}, everything below in one run.",
+        "",
+        f"- Machine: {machine.cpu}, {machine.cores} cores available to the process{machine_note}",
+        f"- Software: {versions}.",
+    ]

@@ -17,8 +17,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from app.api.server import HttpLimits, protocol_class
 from app.main import create_app
-from app.server import HttpLimits, protocol_class
 from tests.app.conftest import settings_for
 
 

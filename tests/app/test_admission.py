@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from app.admission import Admission, OverloadedError
+from app.engine.admission import Admission, OverloadedError
 
 
 class Clock:

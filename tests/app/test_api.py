@@ -3,46 +3,17 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from modelspec import read_spec
 from tests.app.conftest import ClientFactory
+from tests.app.images import JPEG, png_header_only, shape_image
 from tests.conftest import TINY_LABELS, encode
-
-
-def shape_image(kind: str = "circle", size: tuple[int, int] = (64, 48)) -> Image.Image:
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    box = (8, 8, size[0] - 8, size[1] - 8)
-    if kind == "circle":
-        draw.ellipse(box, fill="red")
-    else:
-        draw.rectangle(box, fill="blue")
-    return image
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares ``width`` x ``height`` but carries almost no data: cheap to send, huge to decode."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-JPEG = encode(shape_image())
 
 
 def assert_error(response: object, status: int, code: str) -> None:
@@ -125,6 +96,15 @@ def test_model_metadata(client: TestClient) -> None:
     assert all(len(digest) == 64 for digest in detail["files"].values())
     assert detail["backend"] == "onnx"
     assert detail["failed_versions"] == []
+
+
+def test_model_detail_carries_every_spec_field(client: TestClient, tiny_models_dir: Path) -> None:
+    """The detail is derived from the spec: a field added to ModelSpec is answered without another edit."""
+    spec = read_spec(tiny_models_dir / "tiny" / "1")
+    detail = client.get("/v1/models/tiny").json()
+    expected = spec.model_dump(mode="json", exclude={"format_version"})
+    assert {field: detail[field] for field in expected} == expected
+    assert "format_version" not in detail
 
 
 BAD_REQUESTS = {

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from app.backends import Batch, Outputs
-from app.batching import Batcher, BatcherClosedError
+from app.engine.backends import Batch, Outputs
+from app.engine.batching import Batcher, BatcherClosedError
 
 Run = Callable[[Batch], Outputs]
 

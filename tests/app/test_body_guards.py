@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.images import JPEG
 from tests.app.live_server import Live, closed_by_server, error_code, live_server, read_response
-from tests.app.test_api import JPEG
 
 MAX_BODY = 8 * 1024 * 1024
 

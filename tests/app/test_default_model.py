@@ -14,11 +14,10 @@ from app.main import create_app
 from modelspec import Bundle
 from modelspec.decode import DecodeLimits, decode
 from tests.app.conftest import settings_for
+from tests.app.images import CAT_CLASSES
 from tests.conftest import encode
 
 pytestmark = pytest.mark.integration
-
-CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.explain import BACKGROUND_NICENESS, ExplainSlots, OcclusionGrid, explain_occlusion
-from app.explain_overlay import crop_pixels, pixel_heat
-from app.inference import InferenceFailedError, ModelReloadingError
+from app.api.explain_overlay import crop_pixels, pixel_heat
+from app.engine.explain import BACKGROUND_NICENESS, ExplainSlots, OcclusionGrid, explain_occlusion
+from app.engine.inference import InferenceFailedError, ModelReloadingError
+from app.engine.metrics import Metrics
+from app.engine.model import load_model
 from app.main import create_app
-from app.metrics import Metrics
-from app.model import load_model
 from modelspec import Bundle, Preprocessing
 from modelspec.preprocess import preprocess, resize_and_crop
 from tests.app.conftest import ClientFactory, settings_for

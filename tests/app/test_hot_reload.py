@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.backends import Batch, Outputs
+from app.engine.backends import Batch, Outputs
 from modelspec import SPEC_FILE, WEIGHTS_FILE
 from tests.app.conftest import ClientFactory
-from tests.app.test_api import JPEG
+from tests.app.images import JPEG
 from tests.app.wrapped_backend import WrappedBackend, wrap_every_backend
 from tests.conftest import export_tiny
 

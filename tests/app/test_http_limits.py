@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +88,40 @@ def test_the_head_time_out_counts_from_the_first_byte_of_each_request(live: Live
 def test_invalid_http_gets_a_400_in_our_shape(live: Live) -> None:
     status, _, body = get(live, b"GET /health/live HTTP/1.1\r\nHost x\r\n\r\n")  # no colon
     assert status == 400 and error_code(body) == "bad_request"
+
+
+def v2_message(body: bytes) -> str:
+    """The Open Inference Protocol's error document is ``{"error": "<message>"}`` and nothing else."""
+    document = json.loads(body)
+    assert list(document) == ["error"] and isinstance(document["error"], str), document
+    message: str = document["error"]
+    return message
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "words"),
+    [
+        (b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nCookie: " + b"c" * 2000 + b"\r\n\r\n", 431, "over 1,024"),
+        (b"GET /v2/models/tiny?q=" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "URL is over"),
+        (b"GET /v2 HTTP/1.1\r\nHost x\r\n\r\n", 400, "not valid HTTP"),
+    ],
+    ids=["431", "414", "400"],
+)
+def test_refusals_of_the_http_layer_under_v2_come_in_the_protocols_shape(
+    live: Live, head: bytes, status: int, words: str
+) -> None:
+    got, headers, body = get(live, head)
+    assert got == status and words in v2_message(body)
+    assert headers["content-type"] == "application/json"
+
+
+def test_a_slow_v2_head_gets_a_408_in_the_protocols_shape(live: Live) -> None:
+    with live.connect() as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        status, _, body = read_response(sock)
+    assert status == 408 and "did not arrive" in v2_message(body)
+
+
+def test_v1_paths_that_merely_start_with_v2_keep_the_service_shape(live: Live) -> None:
+    status, _, body = get(live, b"GET /v2x?q=" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 414 and error_code(body) == "uri_too_long"

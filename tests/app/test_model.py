@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.backends import Backend, Batch, Outputs, create_backend
+from app.api.encode import encode_predictions
 from app.config import Settings
-from app.encode import encode_predictions
-from app.inference import Inference, InferencePipeline, InvalidInputError
-from app.metrics import Metrics
-from app.model import LoadedModel, load_model
-from app.uploads import Upload
+from app.engine.backends import Backend, Batch, Outputs, create_backend
+from app.engine.inference import Inference, InferencePipeline, InvalidInputError, Upload
+from app.engine.metrics import Metrics
+from app.engine.model import LoadedModel, load_model
 from modelspec import SPEC_FILE, Bundle, BundleError
 from modelspec.decode import UnsupportedImageFormatError, load_input
 from tests.app.conftest import settings_for
-from tests.app.test_api import JPEG
+from tests.app.images import JPEG
 from tests.app.wrapped_backend import WrappedBackend
 
 

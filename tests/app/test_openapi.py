@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from jsonschema import Draft202012Validator
 
 from app.main import create_app
 from tests.app.conftest import ClientFactory, settings_for
-from tests.app.test_api import JPEG
+from tests.app.images import JPEG
+from tests.app.openapi_check import assert_documented
 
 GOOD_AND_BAD = {"files": [("file", ("good.jpg", JPEG)), ("file", ("notes.txt", b"not an image"))]}
 RAW = {"content": JPEG, "headers": {"content-type": "image/jpeg"}}
@@ -41,31 +41,6 @@ CASES: dict[str, tuple[str, str, str, dict[str, Any], int]] = {
     "not an image": ("post", "/v1/features", "/v1/features", {"files": {"file": ("a.txt", b"text")}}, 415),
     "admin off": ("post", "/v1/admin/reload", "/v1/admin/reload", {}, 403),
 }
-
-
-def strict(schema: Any) -> Any:
-    """The schema with ``additionalProperties: false`` on every object that lists its properties, so that a
-    response field the document does not mention fails too."""
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    result = {key: strict(value) for key, value in schema.items()}
-    if "properties" in result and "additionalProperties" not in result:
-        result["additionalProperties"] = False
-    return result
-
-
-def assert_documented(openapi: dict[str, Any], method: str, path: str, response: httpx.Response) -> None:
-    responses = openapi["paths"][path][method]["responses"]
-    documented = responses.get(str(response.status_code))
-    assert documented is not None, (
-        f"{method.upper()} {path} answered {response.status_code}; it documents {list(responses)}"
-    )
-    schema = documented["content"]["application/json"]["schema"]
-    validator = Draft202012Validator(strict({**schema, "components": openapi["components"]}))
-    problems = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(response.json())]
-    assert not problems, f"{method.upper()} {path} ({response.status_code}): {problems}"
 
 
 @pytest.fixture(scope="module")

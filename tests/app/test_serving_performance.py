@@ -6,8 +6,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,14 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 import app.config
-import app.model
-from app.backends import Backend, Batch, Outputs
-from app.backends.ort import OnnxBackend
+import app.engine.model
 from app.config import Settings, available_cores, cgroup_cpu_limit
+from app.engine.backends.ort import OnnxBackend
 from modelspec import read_bundle
 from tests.app.conftest import ClientFactory
-from tests.app.test_api import shape_image
-from tests.app.wrapped_backend import WrappedBackend, wrap_every_backend
+from tests.app.images import shape_image
+from tests.app.wrapped_backend import GatedBackend, wrap_every_backend
 from tests.conftest import encode
 
 IMAGES = [
@@ -33,36 +30,6 @@ IMAGES = [
     for size in ((64, 48), (41, 77), (33, 33))
     for fmt in ("JPEG", "PNG")
 ]
-
-
-class GatedBackend(WrappedBackend):
-    """Wraps a real backend; once ``hold`` is set, its next batch waits until ``hold()`` is true, so requests pile
-    up in the batcher's queue behind it (or other batches start beside it). Records the size of every batch and
-    the most batches that ever ran at once."""
-
-    def __init__(self, inner: Backend) -> None:
-        super().__init__(inner)
-        self.hold: Callable[[], bool] | None = None
-        self.sizes: list[int] = []
-        self.running = 0
-        self.most_at_once = 0
-        self._lock = threading.Lock()
-
-    def run(self, batch: Batch) -> Outputs:
-        with self._lock:
-            hold, self.hold = self.hold, None
-            self.running += 1
-            self.most_at_once = max(self.most_at_once, self.running)
-        try:
-            if hold is not None:
-                deadline = time.monotonic() + 10  # a safety net for a stuck test, not a timing assertion
-                while not hold() and time.monotonic() < deadline:
-                    time.sleep(0.002)
-            self.sizes.append(len(batch))
-            return self.inner.run(batch)
-        finally:
-            with self._lock:
-                self.running -= 1
 
 
 @pytest.fixture

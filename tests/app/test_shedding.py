@@ -11,16 +11,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.admission import Admission
-from app.backends import Backend, Batch, Outputs
-from app.uploads import ClientDisconnectedError, Upload
+from app.engine.admission import Admission
+from app.engine.backends import Backend, Batch, Outputs
+from app.engine.inference import ClientDisconnectedError, Upload
 from tests.app.conftest import ClientFactory
+from tests.app.images import JPEG
 from tests.app.live_server import live_server
-from tests.app.test_api import JPEG
 from tests.app.v2_helpers import b64
 from tests.app.wrapped_backend import WrappedBackend, wrap_every_backend
 
@@ -205,3 +206,59 @@ def test_the_pipeline_drops_the_work_of_a_client_that_is_gone(make_client: Clien
     metrics = client.get("/metrics").text
     assert "imgclf_decode_seconds_count 1.0" in metrics  # decoded once...
     assert 'imgclf_images_total{model="tiny"} 0.0' in metrics  # ...but never run through the model
+
+
+V2_REQUEST = {"inputs": [{"name": "encoded_images", "datatype": "BYTES", "shape": [1], "data": [b64(JPEG)]}]}
+SHED_ROUTES = {
+    "/v1/predict": "/v1/predict",
+    "/v1/models/tiny/predict": "/v1/models/{name}/predict",
+    "/v1/features": "/v1/features",
+    "/v1/models/tiny/features": "/v1/models/{name}/features",
+    "/v2/models/tiny/infer": "/v2/models/{name}/infer",
+    "/v2/models/tiny/versions/1/infer": "/v2/models/{name}/versions/{version}/infer",
+}
+
+
+def post_to(client: TestClient, path: str) -> httpx.Response:
+    if path.startswith("/v2/"):
+        return client.post(path, json=V2_REQUEST)
+    return client.post(path, content=JPEG, headers={"content-type": "image/jpeg"})
+
+
+@pytest.mark.parametrize(("path", "template"), list(SHED_ROUTES.items()), ids=list(SHED_ROUTES))
+def test_every_inference_route_is_shed_at_the_edge(
+    make_client: ClientFactory, held: list[HeldBackend], path: str, template: str
+) -> None:
+    client = make_client(**TINY_SERVICE, max_queue=0, queue_timeout=0)
+    [backend] = held
+    with slots_taken(client, backend, served=2) as statuses:
+        response = post_to(client, path)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        error = response.json()["error"]
+        if path.startswith("/v2/"):
+            assert isinstance(error, str) and "is overloaded" in error  # the protocol's {"error": "..."}
+        else:
+            assert error["code"] == "overloaded"
+    assert statuses == [200, 200]
+    assert post_to(client, path).status_code == 200
+    metrics = client.get("/metrics").text
+    assert f'imgclf_requests_total{{method="POST",route="{template}",status="503"}} 1.0' in metrics
+    assert f'imgclf_requests_total{{method="POST",route="{template}",status="200"}}' in metrics
+
+
+@pytest.mark.parametrize("path", list(SHED_ROUTES))
+def test_a_shed_request_looks_its_model_up_once(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    client = make_client()
+    registry = client.app.state.services.registry  # type: ignore[attr-defined]
+    lookups: list[tuple[str | None, int | None]] = []
+    real_get = registry.get
+
+    def counting_get(name: str | None, version: int | None = None) -> object:
+        lookups.append((name, version))
+        return real_get(name, version)
+
+    monkeypatch.setattr(registry, "get", counting_get)
+    assert post_to(client, path).status_code == 200
+    assert len(lookups) == 1, lookups

@@ -14,16 +14,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import app.model
-from app.backends import Backend, create_backend
+import app.engine.model
 from app.config import Settings
+from app.engine.backends import Backend, create_backend
 from app.main import create_app
 from modelspec import Bundle
 from modelspec.decode import load_input
 from tests.app.conftest import ClientFactory, settings_for
-from tests.app.test_api import JPEG, png_header_only, shape_image
-from tests.app.test_openapi import assert_documented
-from tests.app.test_serving_performance import GatedBackend
+from tests.app.images import JPEG, png_header_only, shape_image
+from tests.app.openapi_check import assert_documented
 from tests.app.v2_helpers import (
     b64,
     binary_body,
@@ -33,6 +32,7 @@ from tests.app.v2_helpers import (
     outputs_of,
     parse_classes,
 )
+from tests.app.wrapped_backend import GatedBackend
 from tests.conftest import TINY_LABELS, encode, tiny_spec
 
 SQUARE = encode(shape_image("square", (40, 56)), "PNG")
@@ -367,7 +367,7 @@ def gated(monkeypatch: pytest.MonkeyPatch) -> list[GatedBackend]:
         created.append(GatedBackend(create_backend(settings, bundle)))
         return created[-1]
 
-    monkeypatch.setattr(app.model, "create_backend", factory)
+    monkeypatch.setattr(app.engine.model, "create_backend", factory)
     return created
 
 

@@ -26,7 +26,7 @@ from app.main import create_app
 from modelspec import Bundle
 from modelspec.decode import load_input
 from tests.app.conftest import settings_for
-from tests.app.test_default_model import CAT_CLASSES
+from tests.app.images import CAT_CLASSES
 from tests.app.v2_helpers import b64, parse_classes
 from tests.conftest import encode
 

@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 
 from modelspec import list_versions, read_bundle
-from tests.training.conftest import FolderFactory
 from tests.training.digits import service_input
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.config import FitConfig
-from training.data import batch_mix, train_transform
-from training.distributed import DistInfo
-from training.run import prepare_run
-from training.trainer import Trainer
+from training.data.transforms import batch_mix, train_transform
+from training.engine.distributed import DistInfo
+from training.engine.run import prepare_run
+from training.engine.trainer import Trainer
 
 POLICIES = ["trivialaugment", "randaugment"]
 

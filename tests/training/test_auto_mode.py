@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from tests.training.sets import digits_subset, photo_crops
-from training.auto_mode import SMALL_DATA_PER_CLASS, decide
+from training.auto_mode import SMALL_DATA_PER_CLASS, decide, decide_mode
 from training.cli import main
 from training.config import FitConfig
-from training.distributed import DistInfo
-from training.fit import decide_mode
-from training.run import prepare_run
+from training.engine.distributed import DistInfo
+from training.engine.run import prepare_run
 
 
 @pytest.mark.parametrize(
@@ -78,6 +77,6 @@ def test_without_pretrained_weights_auto_fine_tunes(tmp_path: Path) -> None:
 
 
 def digits_subset_like(root: Path) -> Path:
-    from tests.training.conftest import write_images
+    from tests.training.folders import write_images
 
     return write_images(root / "data", {"a": 5, "b": 5})

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from modelspec.network import build_backbone
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 from training import backbones
 from training.cli import main
 from training.errors import ConfigError

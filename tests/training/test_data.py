@@ -11,17 +11,13 @@ import torch
 from PIL import Image
 
 from modelspec import Preprocessing, preprocess, to_rgb
-from tests.training.conftest import FolderFactory
 from tests.training.digits import service_input
-from training.data import (
-    EvalTransform,
-    eval_dataset,
-    fingerprint,
-    make_loader,
-    scan_image_folder,
-    stratified_split,
-    train_transform,
-)
+from tests.training.folders import FolderFactory
+from training.data.datasets import eval_dataset
+from training.data.folders import fingerprint, scan_image_folder
+from training.data.loaders import make_loader
+from training.data.splits import stratified_split
+from training.data.transforms import EvalTransform, train_transform
 from training.errors import DataError
 
 PREP = Preprocessing(resize_size=40, crop_size=32, interpolation="bicubic", mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from modelspec import list_versions, read_bundle
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 

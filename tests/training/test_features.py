@@ -15,13 +15,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from modelspec import list_versions, read_bundle
-from tests.training.conftest import FolderFactory
-from training import checkpoint
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.config import FitConfig
-from training.distributed import DistInfo
-from training.features import FEATURES_DIR, feature_key, weights_digest
-from training.run import prepare_run
+from training.engine import checkpoint
+from training.engine.distributed import DistInfo
+from training.engine.features import FEATURES_DIR, feature_key, weights_digest
+from training.engine.run import prepare_run
 
 NUMBERS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1")
 

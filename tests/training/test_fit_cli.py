@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from modelspec import Bundle, read_bundle
-from tests.training.conftest import FolderFactory
 from tests.training.digits import fit_args, service_input
+from tests.training.folders import FolderFactory
 from training.cli import main
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 from training.cli import main
-from training.data import BalancedSampler, class_weights, imbalance_ratio
+from training.data.samplers import BalancedSampler, class_weights, imbalance_ratio
 from training.report import imbalance_warning
 
 RARE = ("0", "1", "2")

@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 
 from modelspec import read_bundle
-from tests.training.conftest import FolderFactory
 from tests.training.digits import DIGITS_MODEL, fit_args
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.config import FitConfig
-from training.distributed import DistInfo
+from training.engine.distributed import DistInfo
+from training.engine.run import prepare_run
+from training.engine.trainer import Trainer
 from training.lr_finder import range_test
-from training.run import prepare_run
-from training.trainer import Trainer
 
 
 def test_find_lr_on_digits_suggests_a_rate_at_which_a_short_fit_converges(

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 from training import report
-from training import trainer as trainer_module
 from training.cli import main
-from training.loop import EarlyStopping, EpochStats
+from training.engine import trainer as trainer_module
+from training.engine.loop import EarlyStopping, EpochStats
 from training.metrics import classification_metrics, cross_entropy, topk_accuracy
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.training.conftest import FolderFactory
+from tests.training.folders import FolderFactory
 from training.cli import main
 from training.pretrained import load_lite0_imagenet
 

@@ -10,15 +10,8 @@ from torch import nn
 
 from modelspec.network import ClassifierNet, LeNet5
 from training.config import FitConfig
-from training.optim import (
-    Schedule,
-    build_optimizer,
-    l1_penalty,
-    make_schedule,
-    make_scheduler,
-    parameter_groups,
-)
-from training.transfer import Phase, backbone_stages
+from training.engine.optim import Schedule, build_optimizer, l1_penalty, make_schedule, make_scheduler, parameter_groups
+from training.engine.transfer import Phase, backbone_stages
 
 
 def lenet(classes: int = 4) -> tuple[ClassifierNet, list]:  # type: ignore[type-arg]

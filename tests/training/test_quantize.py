@@ -19,7 +19,7 @@ from PIL import Image
 from modelspec import BundleError, read_bundle, tensors
 from modelspec.bundle import INT8_ONNX_FILE, ONNX_FILE, Bundle, read_spec
 from training.cli import main
-from training.data import scan_image_folder
+from training.data.folders import scan_image_folder
 from training.quantize import compare, graph, images
 from training.quantize.command import recorded_splits
 from training.quantize.core import quantize_bundle, quantize_unlabelled

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.training.conftest import FolderFactory
-from training import checkpoint
+from tests.training.folders import FolderFactory
 from training.cli import main
+from training.engine import checkpoint
 
 
 def fit_args(data: Path, run_dir: Path, *extra: str) -> list[str]:

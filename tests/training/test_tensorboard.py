@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import torch
 
-from tests.training.conftest import FolderFactory
-from training import checkpoint
+from tests.training.folders import FolderFactory
 from training.cli import main
+from training.engine import checkpoint
 from training.tensorboard import BOARD_DIR, EPOCH_SCALARS
 
 

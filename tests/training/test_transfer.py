@@ -9,14 +9,7 @@ from torch import nn
 from modelspec.network import ClassifierNet, build_backbone
 from training import backbones
 from training.config import FitConfig
-from training.transfer import (
-    Phase,
-    apply_phase,
-    backbone_stages,
-    count_parameters,
-    plan_phases,
-    set_train_mode,
-)
+from training.engine.transfer import Phase, apply_phase, backbone_stages, count_parameters, plan_phases, set_train_mode
 
 # LeNet-5 without batch norm: conv1 block 456, conv2 block 2,416, fully connected 58,284 parameters.
 LENET_STAGES = {"block1": 456, "block2": 2416, "fc": 58284}

@@ -63,7 +63,8 @@ def recorded_splits(bundle_dir: Path, data: Path | None, val_data: Path | None, 
     """The training, validation and test images of a bundle: from the folders and split recorded at training (or
     the ones given), with the bundle's label indices. ``UserError`` naming the fix when there are none."""
     from modelspec.bundle import read_spec
-    from training.data import fingerprint, scan_image_folder, stratified_split
+    from training.data.folders import fingerprint, scan_image_folder
+    from training.data.splits import stratified_split
 
     spec = read_spec(bundle_dir)
     recorded = spec.hyperparameters

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from modelspec import tensors
 from modelspec.preprocess import Float32Array
 from modelspec.quantization import PrecisionCheck
+from modelspec.runtime import build_session
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -22,15 +23,8 @@ IntArray = npt.NDArray[np.int64]
 
 
 def session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session as the service makes it (all graph optimisations; ``threads`` 0: ONNX Runtime's choice)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    """A CPU session as the service makes it (``threads`` 0: ONNX Runtime's choice)."""
+    return build_session(path, threads=threads or None)
 
 
 def top1(model: ort.InferenceSession, batches: Iterable[Float32Array]) -> IntArray:

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 
 from app.api.deps import AdminDep, RegistryDep
-from app.schemas import ErrorResponse, FailedLoad, ModelRef, ReloadReport
+from app.api.schemas import ErrorResponse, FailedLoad, ModelRef, ReloadReport
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminDep])
 

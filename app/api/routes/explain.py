@@ -1,4 +1,4 @@
-"""Explanations: where in an image the model found its evidence for a class (occlusion sensitivity, ``app.explain``)."""
+"""Explanations: where in an image the model found its evidence for a class (occlusion, ``app.engine.explain``)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import ServicesDep, VersionQuery
+from app.api.encode import model_ref
+from app.api.errors import APIError
+from app.api.explain_overlay import overlay_png
 from app.api.routes.inference import IMAGE_BODY, TopKQuery
-from app.encode import model_ref
-from app.errors import APIError
-from app.explain import ExplainBusyError, ExplainError, ExplainSlots, Fill, OcclusionGrid, check_cost
-from app.explain import explain_occlusion as run_occlusion
-from app.explain_overlay import overlay_png
-from app.model import LoadedModel
-from app.registry import ModelRegistry
-from app.schemas import ErrorResponse, ExplainResponse, OcclusionGridInfo, Prediction
-from app.uploads import TooManyImagesError, read_uploads
+from app.api.schemas import ErrorResponse, ExplainResponse, OcclusionGridInfo, Prediction
+from app.api.uploads import TooManyImagesError, read_uploads
+from app.engine.explain import ExplainBusyError, ExplainError, ExplainSlots, Fill, OcclusionGrid, check_cost
+from app.engine.explain import explain_occlusion as run_occlusion
+from app.engine.model import LoadedModel
+from app.engine.registry import ModelRegistry
 
 router = APIRouter(prefix="/v1", tags=["explanations"])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep
-from app.errors import APIError
-from app.schemas import ErrorResponse, Health
+from app.api.errors import APIError
+from app.api.schemas import ErrorResponse, Health
 
 router = APIRouter(prefix="/health", tags=["health"])
 

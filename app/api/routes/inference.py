@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from app.api.deps import ServicesDep, VersionQuery
-from app.encode import encode_features, encode_predictions
-from app.errors import APIError
-from app.inference import Inference
-from app.schemas import ErrorResponse, FeaturesResponse, PredictResponse
-from app.uploads import DisconnectWatch, read_uploads
+from app.api.encode import encode_features, encode_predictions
+from app.api.errors import APIError
+from app.api.schemas import ErrorResponse, FeaturesResponse, PredictResponse
+from app.api.shedding import admitted
+from app.api.uploads import DisconnectWatch, read_uploads
+from app.engine.inference import Inference
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -46,11 +47,15 @@ ANSWERS: dict[str, Any] = {"responses": ERRORS, "openapi_extra": IMAGE_BODY, "re
 async def _infer(request: Request, services: ServicesDep, name: str | None, version: int | None) -> Inference:
     """Read the request's images and run them (decode -> batch -> predict -> unbatch); the caller encodes."""
     registry = services.registry
-    registry.get(name, version)  # 404 before reading a body we would not use
+    let_in = admitted(request)  # shed routes: resolved, with a slot held, by app.api.shedding
+    if let_in is None:
+        registry.get(name, version)  # 404 before reading a body we would not use
     uploads = await read_uploads(request, services.settings.max_images_per_request)
     gone = DisconnectWatch(request.receive)  # its work is dropped if the client leaves while it waits
     try:
-        inference = await services.pipeline.run(lambda: registry.get(name, version), uploads, disconnected=gone)
+        inference = await services.pipeline.run(
+            lambda: registry.get(name, version), uploads, admitted=let_in, disconnected=gone
+        )
     finally:
         gone.close()
     errors = inference.errors
@@ -99,3 +104,7 @@ async def extract_features(
 ) -> FeaturesResponse:
     """The pooled embedding of each image, from the named model."""
     return encode_features(await _infer(request, services, name, version), normalize)
+
+
+SHED = (predict_default, predict_image, extract_features_default, extract_features)
+"""The endpoints whose requests wait for their model's slot at the edge (``app.api.shedding``)."""

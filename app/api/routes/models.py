@@ -5,9 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep, VersionQuery
-from app.model import LoadedModel
-from app.registry import ModelRegistry
-from app.schemas import ErrorResponse, LoadFailureInfo, ModelDetail, ModelList, ModelSummary
+from app.api.schemas import ErrorResponse, LoadFailureInfo, ModelDetail, ModelList, ModelSummary
+from app.engine.model import LoadedModel
+from app.engine.registry import ModelRegistry
+from modelspec import ModelSpec
+
+SERVED_APART = {"format_version", "version"}
+"""Spec fields the detail does not copy: the file format is not the model's, the version is the one loaded."""
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -42,19 +46,9 @@ async def list_models(registry: RegistryDep) -> ModelList:
 def model_detail(registry: ModelRegistry, model: LoadedModel) -> ModelDetail:
     spec = model.spec
     return ModelDetail(
-        name=spec.name,
+        **{field: getattr(spec, field) for field in ModelSpec.model_fields if field not in SERVED_APART},
         version=model.version,
         default=spec.name == registry.default_name(),
-        description=spec.description,
-        architecture=spec.architecture,
-        num_classes=spec.num_classes,
-        labels=spec.labels,
-        preprocessing=spec.preprocessing,
-        embedding_size=spec.embedding_size,
-        metrics=spec.metrics,
-        hyperparameters=spec.hyperparameters,
-        provenance=spec.provenance,
-        files=spec.files,
         backend=model.backend.name,
         device=model.backend.device,
         loaded_at=model.loaded_at,

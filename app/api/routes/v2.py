@@ -9,10 +9,18 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.deps import RegistryDep
-from app.model import LoadedModel
-from app.oip.schemas import ModelMetadata, ModelReady, ProtocolErrorResponse, ServerLive, ServerMetadata, ServerReady
-from app.oip.signature import model_metadata
-from app.registry import ModelRegistry, VersionNotFoundError
+from app.api.oip.schemas import (
+    ModelMetadata,
+    ModelReady,
+    ProtocolErrorResponse,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+from app.api.oip.signature import model_metadata
+from app.api.protocols import V2_PREFIX
+from app.engine.model import LoadedModel
+from app.engine.registry import ModelRegistry, VersionNotFoundError
 
 TAG = "open inference protocol (v2)"
 EXTENSIONS = ["binary_tensor_data", "classification"]
@@ -21,7 +29,7 @@ PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 METADATA_ERRORS: dict[int | str, dict[str, Any]] = {404: PROTOCOL_ERRORS[404]}
 
-router = APIRouter(prefix="/v2", tags=[TAG])
+router = APIRouter(prefix=V2_PREFIX, tags=[TAG])
 
 
 def find_model(registry: ModelRegistry, name: str, version: str | None) -> LoadedModel:

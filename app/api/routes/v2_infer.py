@@ -2,7 +2,7 @@
 
 The request runs through the same pipeline as ``/v1`` (decode pool, batcher, model), so v1 and v2 requests that
 arrive together share a batch; only reading the body and writing the answer are the protocol's own
-(``app.oip.request``, ``app.oip.response``).
+(``app.api.oip.request``, ``app.api.oip.response``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import ServicesDep
+from app.api.oip.errors import UnsupportedEncodingError
+from app.api.oip.request import INFERENCE_HEADER, Limits, read_inference_request
+from app.api.oip.response import write_inference_response
+from app.api.oip.schemas import InferenceRequest, InferenceResponse
 from app.api.routes.v2 import PROTOCOL_ERRORS, TAG, find_model
-from app.oip.errors import UnsupportedEncodingError
-from app.oip.request import INFERENCE_HEADER, Limits, read_inference_request
-from app.oip.response import write_inference_response
-from app.oip.schemas import InferenceRequest, InferenceResponse
+from app.api.shedding import admitted
 
 router = APIRouter(prefix="/v2/models", tags=[TAG])
 
@@ -69,11 +70,13 @@ async def _infer(request: Request, services: ServicesDep, name: str, version: st
     if encoding not in ("", "identity"):
         raise UnsupportedEncodingError(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
     registry = services.registry
-    model = find_model(registry, name, version)  # 404 before reading a body we would not use
+    let_in = admitted(request)  # resolved, with a slot held, by app.api.shedding
+    # Otherwise a 404 before reading a body we would not use.
+    model = let_in.model if let_in is not None else find_model(registry, name, version)
     settings = services.settings
     limits = Limits(max_images=settings.max_images_per_request, max_top_k=settings.max_top_k)
     call = read_inference_request(await request.body(), request.headers.get(INFERENCE_HEADER), model, limits)
-    inference = await services.pipeline.run(lambda: find_model(registry, name, version), call.inputs)
+    inference = await services.pipeline.run(lambda: find_model(registry, name, version), call.inputs, admitted=let_in)
     answer = write_inference_response(inference, call)
     if answer.header_length is None:
         return Response(answer.body, media_type="application/json")
@@ -95,3 +98,7 @@ async def infer(name: str, request: Request, services: ServicesDep) -> Response:
 async def infer_version(name: str, version: str, request: Request, services: ServicesDep) -> Response:
     """Run one loaded version of the model."""
     return await _infer(request, services, name, version)
+
+
+SHED = (infer, infer_version)
+"""The endpoints whose requests wait for their model's slot at the edge (``app.api.shedding``)."""

@@ -8,48 +8,24 @@ keeps its footer at the end, so a killed writer would leave nothing readable: it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from app.batch.extras import available
+from app.batch.outputs.base import Output, OutputError, Resumed, embeddings_path
 from app.batch.outputs.files import remove
-from app.batch.rows import ResultRow, RowOptions
+from app.batch.rows import RowOptions
+
+__all__ = [
+    "Output",
+    "OutputError",
+    "Resumed",
+    "check_output",
+    "embeddings_path",
+    "format_of",
+    "open_output",
+]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-
-
-class OutputError(ValueError):
-    """The output cannot be written or continued; the message says what to do."""
-
-
-@dataclass
-class Resumed:
-    """What an existing output already holds."""
-
-    paths: set[str] = field(default_factory=set)
-    models: set[str] = field(default_factory=set)
-
-
-class Output(Protocol):
-    path: Path
-
-    def resumed(self) -> Resumed:
-        """The rows already there (empty for a new output)."""
-        ...
-
-    def write(self, rows: Sequence[ResultRow]) -> None:
-        """Append ``rows``; on disk (fsync) when this returns."""
-        ...
-
-    def finish(self) -> None:
-        """The run is complete: leave the output in its final form and release it."""
-        ...
-
-    def close(self) -> None:
-        """The run stopped early: release the output, resumable as it is."""
-        ...
 
 
 def format_of(path: Path) -> str:
@@ -62,11 +38,6 @@ def format_of(path: Path) -> str:
 def side_files(path: Path) -> list[Path]:
     """Everything an output of this name may consist of besides the file itself."""
     return [embeddings_path(path), path.with_name(path.name + ".parts")]
-
-
-def embeddings_path(path: Path) -> Path:
-    """Where a CSV or JSONL output keeps its embeddings: ``out.csv`` -> ``out.csv.embeddings.npy``."""
-    return path.with_name(path.name + ".embeddings.npy")
 
 
 def check_output(path: Path, *, resume: bool = False, overwrite: bool = False) -> str:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from app.batch.arrow import schema, to_table
-from app.batch.outputs import OutputError, Resumed
+from app.batch.outputs.base import OutputError, Resumed
 from app.batch.outputs.files import fsync_dir, remove
 from app.batch.rows import ResultRow, RowOptions
 

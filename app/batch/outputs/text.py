@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from app.batch.outputs import OutputError, Resumed, embeddings_path
+from app.batch.outputs.base import OutputError, Resumed, embeddings_path
 from app.batch.outputs.files import append_durably, fsync_dir, truncate
 from app.batch.outputs.npy import NpyAppender, NpyError
 from app.batch.rows import ResultRow, RowOptions

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from scripts.bench.batch.measure import Round
 from scripts.bench.machine import Machine
+from scripts.bench.report import section_header
 
 HEADING = "## Batch"
 TARGET = 0.95
@@ -41,17 +42,16 @@ class Report:
 
 def render(report: Report) -> str:
     settings = report.settings
-    versions = ", ".join(f"{k} {v}" for k, v in report.software.items())
     lines = [
-        HEADING,
-        "",
-        f"Measured by `make bench-batch` (`python -m scripts.bench.batch`) on {report.started}, everything below in "
-        "one run.",
-        "",
-        f"- Machine: {report.machine.cpu}, {report.machine.cores} cores available to the process, shared with "
-        f"other work: `{report.uptime_before}` before, `{report.uptime_after}` after. Compare the numbers of one "
-        "round with each other, as ratios.",
-        f"- Software: {versions}.",
+        *section_header(
+            HEADING,
+            "`make bench-batch` (`python -m scripts.bench.batch`)",
+            report.started,
+            report.machine,
+            f", shared with other work: `{report.uptime_before}` before, `{report.uptime_after}` after. Compare the "
+            "numbers of one round with each other, as ratios.",
+            report.software,
+        ),
         f"- Model: `{report.model}` on {report.backend}; the service's default sizing: "
         f"{settings.resolved_decode_threads()} decode threads, {settings.resolved_intra_op_threads()} intra-op "
         f"threads, {settings.resolved_inference_workers('onnx')} inference workers, batches of "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from scripts.bench.explain.measure import Cost, Round
 from scripts.bench.machine import Machine
+from scripts.bench.report import section_header
 
 HEADING = "## Explanations"
 
@@ -34,17 +35,16 @@ def render(report: Report) -> str:
 
 def _header(report: Report) -> list[str]:
     settings = report.settings
-    versions = ", ".join(f"{k} {v}" for k, v in report.software.items())
     return [
-        HEADING,
-        "",
-        f"Measured by `make bench-explain` (`python -m scripts.bench.explain`, also run by `make bench`) on "
-        f"{report.started}, everything below in one run.",
-        "",
-        f"- Machine: {report.machine.cpu}, {report.machine.cores} cores available to the process; load average "
-        f"(1 min) {report.load_before:.2f} before the run and {report.load_after:.2f} after (the machine is shared: "
-        "read the ratios, measured side by side).",
-        f"- Software: {versions}.",
+        *section_header(
+            HEADING,
+            "`make bench-explain` (`python -m scripts.bench.explain`, also run by `make bench`)",
+            report.started,
+            report.machine,
+            f"; load average (1 min) {report.load_before:.2f} before the run and {report.load_after:.2f} after (the "
+            "machine is shared: read the ratios, measured side by side).",
+            report.software,
+        ),
         f"- Model: `{report.model}`; image: scikit-image `chelsea` at 640x480, JPEG quality 90 "
         f"({report.image_bytes / 1024:.0f} KiB), as a raw `image/jpeg` body to `/v1/explain` and `/v1/predict`.",
         f"- Service: `python -m app` with default settings ({settings.resolved_intra_op_threads()} intra-op "

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.config import Settings, available_cores
-from modelspec import Bundle, Preprocessing, tensors
+from modelspec import ONNX_FILE, Bundle, Preprocessing, tensors
 from modelspec.decode import DecodeLimits, load_input
+from modelspec.runtime import build_session
 from scripts.bench.images import test_jpeg
 from scripts.bench.machine import load_average
 
@@ -42,14 +43,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 def plain_ort_session(bundle: Bundle, threads: int) -> Runner:
     """ONNX Runtime with its default options (spinning thread pool) and ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        str(bundle.file("model.onnx")), sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    session = build_session(bundle.file(ONNX_FILE), threads=threads)
     return lambda batch: session.run(None, {tensors.INPUT: batch})
 
 
@@ -124,7 +118,7 @@ class InProcessBench:
     def __init__(self, bundle: Bundle, images: bytes | Sequence[bytes], settings: Settings) -> None:
         """``images``: one JPEG, or several decoded in turn (the batch benchmark's photos); the single-image and
         decode figures use the first."""
-        from app.backends import create_backend
+        from app.engine.backends import create_backend
 
         self.prep = bundle.spec.preprocessing
         self.images = [images] if isinstance(images, bytes) else list(images)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from app.config import Settings
 from scripts.bench.machine import Machine
+from scripts.bench.report import section_header
 from scripts.bench.serving.inprocess import InProcess
 from scripts.bench.serving.points import Pair, Point, RequestCost, SideBySide
 
@@ -61,17 +62,16 @@ def render(report: Report) -> str:
 def _header(report: Report) -> list[str]:
     settings = report.settings
     overrides = ", ".join(f"`{k}={v}`" for k, v in sorted(os.environ.items()) if k.startswith("IMGCLF_"))
-    versions_text = ", ".join(f"{k} {v}" for k, v in report.software.items())
     return [
-        HEADING,
-        "",
-        f"Measured by `make bench` (`python -m scripts.bench.serving`) on {report.started}, everything below in "
-        "one run.",
-        "",
-        f"- Machine: {report.machine.cpu}, {report.machine.cores} cores available to the process; load average "
-        f"(1 min) {report.load_before:.2f} before the run and {report.load_after:.2f} after (other work shares "
-        "this machine: compare numbers from the same run, as ratios).",
-        f"- Software: {versions_text}.",
+        *section_header(
+            HEADING,
+            "`make bench` (`python -m scripts.bench.serving`)",
+            report.started,
+            report.machine,
+            f"; load average (1 min) {report.load_before:.2f} before the run and {report.load_after:.2f} after "
+            "(other work shares this machine: compare numbers from the same run, as ratios).",
+            report.software,
+        ),
         f"- Model: `{report.model}` (EfficientNet-Lite0, ImageNet) on the service's backend: {report.backend}. "
         "Image: scikit-image "
         f"`chelsea` resized to 640x480, JPEG quality 90 ({report.image_bytes / 1024:.0f} KiB), posted to "

@@ -16,12 +16,15 @@ def measure(settings: Settings) -> dict[str, Any]:
 
     from modelspec.network import ClassifierNet
     from training.backbones import preprocessing_for, resolve
-    from training.data import ImageDataset, default_workers, make_loader, scan_image_folder, train_transform
-    from training.distributed import Precision
-    from training.loop import Step, train_one_epoch
-    from training.optim import Schedule, make_scheduler
+    from training.data.datasets import ImageDataset
+    from training.data.folders import scan_image_folder
+    from training.data.loaders import default_workers, make_loader
+    from training.data.transforms import train_transform
+    from training.engine.distributed import Precision
+    from training.engine.loop import Step, train_one_epoch
+    from training.engine.optim import Schedule, make_scheduler
+    from training.engine.transfer import set_train_mode
     from training.pretrained import load_lite0_imagenet
-    from training.transfer import set_train_mode
 
     torch.set_num_threads(settings.threads)
     batch, batches = 64, settings.throughput_batches
@@ -108,7 +111,7 @@ def render(settings: Settings, c: dict[str, Any]) -> list[str]:
         f"{c['median']['bare_loader']:.1f} |",
         f"| bare, contiguous (NCHW) memory instead of channels-last | {c['best']['contiguous']:.1f} | "
         f"{c['median']['contiguous']:.1f} |",
-        f"| ours: `training.loop.train_one_epoch` on PNG files (decode, light augmentation, {c['workers']} "
+        f"| ours: `training.engine.loop.train_one_epoch` on PNG files (decode, light augmentation, {c['workers']} "
         f"loader workers), with metrics and the LR scheduler | {c['best']['ours']:.1f} | "
         f"{c['median']['ours']:.1f} |",
         "",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app.batch.__main__ import main
-from app.inference import sample_jpeg
+from app.engine.inference import sample_jpeg
 from tests.app.batch.conftest import read_rows
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from scripts.bench.load import PythonClient, Request, Wrk, parse_wrk_output, raw_request
+from tests.scripts.recording_server import Recorder, port_of
 
 WRK_STDOUT = """Running 10s test @ http://127.0.0.1:41234/v1/predict
   2 threads and 16 connections
@@ -45,43 +45,6 @@ def test_raw_request_is_one_http_request_with_its_body() -> None:
         b"Content-Length: 6\r\n\r\n\xff\xd8jpeg"
     )
     assert b"Content-Type" not in raw_request(Request("/health/live", method="GET"), 8000)
-
-
-class Recorder(BaseHTTPRequestHandler):
-    """Answers 200 on /ok and 503 elsewhere; records what each request carried."""
-
-    protocol_version = "HTTP/1.1"  # keep-alive, as the service
-    seen: list[tuple[str, str, str | None, bytes]] = []
-    extra: set[str | None] = set()  # the X-Extra header of each request
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.seen.append((self.command, self.path, self.headers.get("Content-Type"), body))
-        self.extra.add(self.headers.get("X-Extra"))
-        answer = b'{"ok": true}'
-        self.send_response(200 if self.path == "/ok" else 503)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the tests read ``seen``."""
-
-
-@pytest.fixture
-def server() -> Iterator[ThreadingHTTPServer]:
-    Recorder.seen = []
-    Recorder.extra = set()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def port_of(server: ThreadingHTTPServer) -> int:
-    return int(server.server_address[1])
 
 
 def test_python_client_counts_answers_and_failures(server: ThreadingHTTPServer) -> None:
@@ -131,3 +94,33 @@ def test_wrk_sends_the_extra_headers(server: ThreadingHTTPServer, tmp_path: Path
 
     assert load.requests > 0 and Recorder.extra == {"2"}
     assert set(Recorder.seen) == {("POST", "/ok", "application/octet-stream", b"{}binary")}
+
+
+class BinaryV2Answer(BaseHTTPRequestHandler):
+    """Answers as /v2 does with binary outputs: an Inference-Header-Content-Length header before Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        answer = b'{"outputs": []}' + b"\x18\x00\x00\x000.9:282:tiger cat"
+        self.send_response(200)
+        self.send_header("Inference-Header-Content-Length", "15")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_python_client_reads_the_whole_body_of_a_binary_v2_answer() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BinaryV2Answer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        load = PythonClient()(port_of(httpd), Request("/v2/models/m/infer", b"{}", "application/json"), 1, 0.3)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert load.requests > 1  # several answers on one keep-alive connection, each read to its end
+    assert (load.non2xx, load.socket_errors) == (0, 0)

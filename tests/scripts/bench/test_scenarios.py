@@ -13,7 +13,7 @@ from app.main import create_app
 from scripts.bench.load import Request
 from scripts.bench.serving.scenarios import ALSO, PRIMARY, V2_BINARY, V2_JSON
 from tests.app.conftest import settings_for
-from tests.app.test_api import JPEG
+from tests.app.images import JPEG
 from tests.app.v2_helpers import outputs_of, parse_classes
 
 

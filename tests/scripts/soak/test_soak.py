@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -11,13 +10,7 @@ import pytest
 from scripts.bench.load import Request
 from scripts.soak.client import closed_loop
 from scripts.soak.section import render
-from tests.scripts.bench.test_load import Recorder, port_of
-from tests.scripts.bench.test_load import server as recording_server  # noqa: F401  (the fixture)
-
-
-@pytest.fixture
-def server(recording_server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:  # noqa: F811
-    yield recording_server
+from tests.scripts.recording_server import Recorder, port_of
 
 
 def test_the_client_records_every_answer_with_its_status(server: ThreadingHTTPServer) -> None:

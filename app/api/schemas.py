@@ -1,0 +1,148 @@
+"""Response bodies, as the OpenAPI docs show them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from modelspec import ModelSpec
+from modelspec.spec import FORMAT_VERSION
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code, e.g. invalid_image.")
+    message: str = Field(description="What went wrong and how to fix it.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class Prediction(BaseModel):
+    label: str
+    index: int
+    score: float = Field(description="Softmax probability.")
+
+
+class PredictResult(BaseModel):
+    file: str | None = Field(description="The multipart file name, if any.")
+    predictions: list[Prediction] | None = Field(default=None, description="Best first; absent on error.")
+    error: ErrorDetail | None = None
+
+
+class PredictResponse(BaseModel):
+    model: ModelRef
+    results: list[PredictResult]
+
+
+class FeatureResult(BaseModel):
+    file: str | None
+    embedding: list[float] | None = None
+    error: ErrorDetail | None = None
+
+
+class FeaturesResponse(BaseModel):
+    model: ModelRef
+    dim: int
+    normalized: bool
+    results: list[FeatureResult]
+
+
+class LoadFailureInfo(BaseModel):
+    version: int
+    error: str
+    at: str
+
+
+class ModelSummary(BaseModel):
+    name: str
+    default: bool = Field(description="Served by /v1/predict and /v1/features.")
+    version: int = Field(description="The version served when none is asked for (the newest loaded).")
+    loaded_versions: list[int]
+    available_versions: list[int] = Field(description="Versions present in the models folder.")
+    architecture: str
+    num_classes: int
+    backend: str
+
+
+class ModelList(BaseModel):
+    default: str | None
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSpec):
+    """The bundle's spec (every ``ModelSpec`` field but the file format: a new spec field appears here by itself)
+    and how the service serves it."""
+
+    # Every field is in every answer: the documented schema says so, as it did when the fields were listed here.
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    format_version: SkipJsonSchema[int] = Field(default=FORMAT_VERSION, exclude=True)
+    version: int
+    files: dict[str, str] = Field(description="File name -> sha256, verified at load.")
+    default: bool
+    backend: str
+    device: str
+    loaded_at: str
+    loaded_versions: list[int]
+    available_versions: list[int]
+    failed_versions: list[LoadFailureInfo] = Field(description="Versions refused at load, and why.")
+
+
+class Health(BaseModel):
+    status: str
+    models: dict[str, list[int]] = Field(default_factory=dict)
+
+
+class FailedLoad(BaseModel):
+    name: str
+    version: int
+    error: str
+
+
+class ReloadReport(BaseModel):
+    loaded: list[ModelRef]
+    unloaded: list[ModelRef]
+    failed: list[FailedLoad]
+    waiting: list[ModelRef] = Field(
+        default_factory=list,
+        description="New versions that do not load yet while their files are still changing (a copy in progress); "
+        "retried at the next scan.",
+    )
+
+
+class OcclusionGridInfo(BaseModel):
+    """Where the grey window was put: ``rows`` x ``cols`` positions over the ``crop_size`` square the model saw."""
+
+    rows: int
+    cols: int
+    patch: int = Field(description="Side of the grey window, in crop pixels.")
+    stride: int = Field(description="Step between windows, in crop pixels.")
+    crop_size: int = Field(description="Side of the centre crop the model saw (preprocessing.crop_size).")
+    offsets: list[int] = Field(
+        description="Where the windows of each row (and column) start, in crop pixels; the last is aligned with "
+        "the far edge so that every pixel is covered."
+    )
+    fill: str = Field(description="The occluder: mean (grey), black or white.")
+
+
+class ExplainResponse(BaseModel):
+    model: ModelRef
+    file: str | None = Field(description="The multipart file name, if any.")
+    method: str = Field(description="occlusion (Zeiler & Fergus, arXiv:1311.2901).")
+    target: Prediction = Field(description="The class explained and its probability on the whole image.")
+    predictions: list[Prediction] = Field(description="The whole image's top-k, best first.")
+    grid: OcclusionGridInfo
+    drops: list[list[float]] = Field(
+        description="rows x cols: the class's probability minus its probability with that window greyed out. "
+        "Large where the model relied on that part of the image; negative where hiding it made the class likelier."
+    )
+    forward_passes: int = Field(description="Images run through the model: the whole one and each occluded copy.")
+    overlay: str | None = Field(
+        default=None, description="With overlay=true: the heatmap over the crop, as a data:image/png;base64 URL."
+    )
