@@ -31,6 +31,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from modelspec.spec import ModelSpec, check_model_name
+from modelspec.trust.precision import INT8_TRUST_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def write_bundle(
     return Bundle(path=final, spec=final_spec)
 
 
-ADDABLE_FILES = frozenset({INT8_ONNX_FILE})
+ADDABLE_FILES = frozenset({INT8_ONNX_FILE, INT8_TRUST_FILE})
 """The files ``update_bundle`` may add, replace or remove; the weights and ``model.onnx`` never change."""
 
 

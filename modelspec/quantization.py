@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelspec.trust.spec import Trust
+
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 
 
@@ -69,5 +71,10 @@ class Quantization(_Frozen):
     candidates: list[Candidate] = Field(default_factory=list, description="Other settings measured, if searched.")
     measured_on: dict[str, str] = Field(
         default_factory=dict, description="The CPU and ONNX Runtime the checks ran on (int8 kernels differ by CPU)."
+    )
+    trust: Trust | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Trust data refitted on int8's validation outputs (served with int8); None without trust data.",
     )
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))

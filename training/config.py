@@ -89,6 +89,8 @@ class FitConfig(BaseModel):
     name: str | None = Field(default=None, description="Model name; default: from the data folder.")
     run_dir: Path | None = Field(default=None, description="Logs and checkpoints; default: runs/<name>-<time>.")
     export: bool = True
+    int8: bool = Field(default=True, description="Quantise the exported bundle to int8 (model.int8.onnx).")
+    max_top1_drop: float = Field(default=1.0, ge=0.0, description="int8: top-1 points it may lose against fp32.")
     tensorboard: bool = Field(default=False, description="TensorBoard event logs in <run_dir>/tensorboard.")
     quiet: bool = False
 
@@ -151,6 +153,7 @@ FIELDS = frozenset(FitConfig.model_fields)
 RESUME_OVERRIDABLE = frozenset(
     {"epochs", "quiet", "workers", "device", "models_dir", "name", "export", "test_data"}
     | {"tensorboard", "cache_features"}  # how the run is watched and computed, not what it learns
+    | {"int8", "max_top1_drop"}  # what the export adds beside the model
 )
 
 

@@ -72,6 +72,8 @@ FIT_OPTIONS: dict[str, list[tuple[str, ...]]] = {
         ("--name", "model name (default: from the data folder)"),
         ("--run-dir", "history, curves, checkpoints (default: runs/<name>-<time>)", "DIR"),
         ("--export", "export a bundle at the end"),
+        ("--int8", "also write an int8 ONNX graph, kept when within --max-top1-drop of fp32 (--no-int8: skip)"),
+        ("--max-top1-drop", "int8: top-1 points it may lose against fp32 on validation (and test)", "POINTS"),
         ("--tensorboard", "write TensorBoard event logs to RUN_DIR/tensorboard"),
         ("--quiet", "no progress bars (for logs)"),
     ],

@@ -23,6 +23,7 @@ from training.data.datasets import eval_dataset
 from training.engine.outcome import TrainingOutcome
 from training.engine.run import RunContext
 from training.export import export_bundle
+from training.quantize.at_export import quantize_after_export
 from training.scoring import Scores
 
 MAX_CLASSES_IN_SPEC_MATRIX = 30
@@ -33,7 +34,8 @@ def publish(context: RunContext, outcome: TrainingOutcome, scores: Scores) -> Bu
     spec = run_spec(context, outcome, scores.metrics)
     samples = eval_dataset(context.data.val[:4], context.prep)
     sample = torch.stack([samples[i][0] for i in range(len(samples))])
-    return export_bundle(outcome.network, spec, context.config.models_dir, sample=sample)
+    bundle = export_bundle(outcome.network, spec, context.config.models_dir, sample=sample)
+    return quantize_after_export(context, bundle)
 
 
 def run_spec(context: RunContext, outcome: TrainingOutcome, metrics: dict[str, Any]) -> ModelSpec:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
 from training.metrics import summary_line
+from training.quantize.at_export import outcome_line
 
 if TYPE_CHECKING:
     from modelspec.bundle import Bundle
@@ -283,4 +284,5 @@ def _file_lines(context: RunContext, bundle: Bundle | None) -> list[str]:
     return [
         f"- run folder: {context.run_dir} (history.csv/json, curves.png, confusion_*.png, metrics.json, checkpoint/)",
         f"- bundle: {bundle.path}" if bundle else "- bundle: not exported (--no-export)",
+        *([f"- int8: {outcome_line(bundle.spec.quantization)}"] if bundle else []),
     ]

@@ -9,10 +9,12 @@ from modelspec.trust.build import build_trust, calibrate
 from modelspec.trust.calibration import ece, fit_temperature, nll, reliability_bins, softmax
 from modelspec.trust.conformal import CoverageError, coverage_range, prediction_sets, true_label_scores
 from modelspec.trust.ood import KnnReference, MahalanobisReference, auroc, energy_score, fpr_at_95_tpr, msp_score
+from modelspec.trust.precision import INT8_TRUST_FILE, Precision, refit, scorer_for, trust_for
 from modelspec.trust.scorer import TrustResult, TrustScorer, load_tensors, save_tensors
 from modelspec.trust.spec import TRUST_FILE, Calibration, Conformal, OutOfDistribution, Trust
 
 __all__ = [
+    "INT8_TRUST_FILE",
     "TRUST_FILE",
     "Calibration",
     "Conformal",
@@ -20,6 +22,7 @@ __all__ = [
     "KnnReference",
     "MahalanobisReference",
     "OutOfDistribution",
+    "Precision",
     "Trust",
     "TrustResult",
     "TrustScorer",
@@ -35,8 +38,11 @@ __all__ = [
     "msp_score",
     "nll",
     "prediction_sets",
+    "refit",
     "reliability_bins",
     "save_tensors",
+    "scorer_for",
     "softmax",
     "true_label_scores",
+    "trust_for",
 ]

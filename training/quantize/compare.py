@@ -33,6 +33,14 @@ def top1(model: ort.InferenceSession, batches: Iterable[Float32Array]) -> IntArr
     return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
 
 
+def outputs(model: ort.InferenceSession, batches: Iterable[Float32Array]) -> tuple[Float32Array, Float32Array]:
+    """The logits and embeddings of every image, in order."""
+    found = [model.run(list(tensors.OUTPUTS), {tensors.INPUT: batch}) for batch in batches]
+    logits = np.concatenate([np.asarray(out[0], dtype=np.float32) for out in found])
+    embeddings = np.concatenate([np.asarray(out[1], dtype=np.float32) for out in found])
+    return logits, embeddings
+
+
 def check(split: str, fp32: IntArray, int8: IntArray, labels: IntArray | None) -> PrecisionCheck:
     """The record of one split from the two models' top-1 classes (and the labels, when known)."""
     if len(fp32) != len(int8) or len(fp32) == 0:

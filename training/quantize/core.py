@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from modelspec.bundle import INT8_ONNX_FILE, ONNX_FILE, Bundle, read_bundle, update_bundle
+from modelspec.bundle import INT8_ONNX_FILE, ONNX_FILE, Bundle, FileWriter, read_bundle, update_bundle
 from modelspec.preprocess import Float32Array
 from modelspec.quantization import Bound, Calibration, Candidate, PrecisionCheck, Quantization
 from modelspec.spec import Preprocessing
+from modelspec.trust import INT8_TRUST_FILE, Trust, refit, save_tensors, trust_for
+from modelspec.trust.precision import Tensors
 from training.quantize import compare, graph, images
 from training.quantize.images import LabelledImage
 from training.quantize.settings import DEFAULT, FALLBACKS, SEARCH, UNLABELLED_DEFAULT, Setting
@@ -142,7 +144,8 @@ def quantize_bundle(
             checks.append(_check(bundle, best.path, "test", test_images))
         passed = all(within(check) for check in checks)
         reason = _drop_reason(checks, max_top1_drop, passed)
-        return _record(bundle, best, tried, checks, bound, passed, reason, search)
+        trust = _int8_trust(bundle, best.path, val) if passed else None
+        return _record(bundle, best, tried, checks, bound, passed, reason, search, trust)
 
 
 def quantize_unlabelled(
@@ -241,6 +244,17 @@ def _check(bundle: Bundle, int8_path: Path, name: str, split: _Images) -> Precis
     return compare.check(name, split.fp32_top1(bundle), int8, split.labels)
 
 
+def _int8_trust(bundle: Bundle, int8_path: Path, val: _Images) -> tuple[Trust, Tensors] | None:
+    """The bundle's trust data refitted on int8's validation outputs (None when the bundle has none)."""
+    if bundle.spec.trust is None or val.labels is None:
+        return None
+    logits, embeddings = compare.outputs(compare.session(int8_path), val.batches())
+    fp32_trust, tensors = trust_for(bundle, "fp32")
+    if fp32_trust is None:
+        return None
+    return refit(fp32_trust, tensors, logits, val.labels, embeddings)
+
+
 def _best(tried: list[Tried], within: Callable[[PrecisionCheck], bool]) -> Tried:
     """Within the bound first, then the highest agreement with fp32, then top-1, then fewer float32 nodes."""
 
@@ -273,8 +287,9 @@ def _record(
     passed: bool,
     reason: str,
     search: bool,
+    trust: tuple[Trust, Tensors] | None = None,
 ) -> QuantizeResult:
-    """Write (or withdraw) ``model.int8.onnx`` and the record into the bundle."""
+    """Write (or withdraw) ``model.int8.onnx``, its trust data and the record into the bundle."""
     record = Quantization(
         file=INT8_ONNX_FILE if passed else None,
         within_bound=passed,
@@ -286,13 +301,17 @@ def _record(
         if search or len(tried) > 1
         else [],
         measured_on=measured_on(),
+        trust=trust[0] if trust else None,
     )
     spec = bundle.spec.model_copy(update={"quantization": record})
     if passed:
-        writers = {INT8_ONNX_FILE: lambda path: shutil.copyfile(best.path, path)}
-        updated = update_bundle(bundle.path, spec, writers)
+        writers: dict[str, FileWriter] = {INT8_ONNX_FILE: lambda path: shutil.copyfile(best.path, path)}
+        if trust is not None:
+            writers[INT8_TRUST_FILE] = lambda path: save_tensors(path, trust[1])
+        stale = [] if trust is not None else [INT8_TRUST_FILE]
+        updated = update_bundle(bundle.path, spec, writers, remove=stale)
     else:
-        updated = update_bundle(bundle.path, spec, {}, remove=[INT8_ONNX_FILE])
+        updated = update_bundle(bundle.path, spec, {}, remove=[INT8_ONNX_FILE, INT8_TRUST_FILE])
     logger.info("%s v%d: %s", bundle.name, bundle.version, reason)
     return QuantizeResult(updated, record, tried)
 
