@@ -18,10 +18,10 @@ from modelspec.bundle import INT8_ONNX_FILE, ONNX_FILE, WEIGHTS_FILE, Bundle, wr
 from modelspec.trust import INT8_TRUST_FILE, TRUST_FILE, build_trust, save_tensors, scorer_for, trust_for
 from modelspec.trust.calibration import fit_temperature
 from modelspec.trust.conformal import true_label_scores
+from tests.training.digits import fit_digits_bundle
 from training.cli import main
 from training.quantize import compare, images
 from training.quantize.command import recorded_splits
-from tests.training.digits import fit_digits_bundle
 
 
 def test_fit_quantises_its_bundle_and_reports_it(digits_bundle: Bundle) -> None:
