@@ -25,6 +25,7 @@ from modelspec.bundle import ONNX_FILE, WEIGHTS_FILE, Bundle, FileWriter, write_
 from modelspec.network import ClassifierNet
 from modelspec.runtime import build_session
 from modelspec.spec import ModelSpec
+from training import export_cache
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +123,17 @@ def export_bundle(
     spec = spec.model_copy(update={"provenance": provenance})
 
     def write_onnx(path: Path) -> None:
+        if export_cache.load_cached(spec, network, sample, ONNX_OPSET, path):
+            try:
+                error = check_onnx(network, path, sample)
+                logger.info("ONNX graph matches torch (max relative difference %.1e)", error)
+                return
+            except ExportMismatchError as exc:
+                logger.warning("the cached ONNX graph does not match this network (%s): exporting afresh", exc)
         export_onnx(network, sample, path)
         error = check_onnx(network, path, sample)
         logger.info("ONNX export matches torch (max relative difference %.1e)", error)
+        export_cache.store(spec, network, sample, ONNX_OPSET, path)
 
     return write_bundle(
         models_dir,
