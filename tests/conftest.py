@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,14 @@ from PIL import Image
 from modelspec import Architecture, Bundle, ModelSpec, Preprocessing
 
 TINY_LABELS = ["circle", "square", "triangle"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exports cache their ONNX graphs (``training.export_cache``) in a folder of this session, not in ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMGCLF_CACHE_DIR", str(tmp_path_factory.mktemp("imgclf-cache")))
+        yield
 
 
 def tiny_spec(name: str = "tiny") -> ModelSpec:
