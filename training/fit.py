@@ -25,9 +25,10 @@ from training.engine.outcome import TrainingOutcome
 from training.engine.run import RunContext, prepare_run
 from training.engine.trainer import Trainer
 from training.lr_finder import RangeTest, decide_lr
-from training.publish import publish
+from training.publish import MAX_CLASSES_IN_SPEC_MATRIX, publish
 from training.scoring import score
 from training.tensorboard import TensorBoardLog
+from training.test_split import add_test_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +78,16 @@ def _finish(
     """Score the best epoch on validation (and test) data, write the figures, export the bundle, report."""
     run_dir, config = context.run_dir, context.config
     outcome.network.to(memory_format=torch.contiguous_format)
-    scores = score(context, outcome)
+    scores = score(context, outcome, test=not config.export)  # with a bundle, the test split goes through it
+    bundle = publish(context, outcome, scores) if config.export else None
+    if bundle is not None and context.data.test is not None:
+        metrics, bundle = add_test_metrics(
+            bundle, list(context.data.test.samples), scores.metrics, MAX_CLASSES_IN_SPEC_MATRIX
+        )
+        scores = dataclasses.replace(scores, metrics=metrics)
     report.write_metrics(run_dir, scores.metrics, context.data.classes, config.model_name)
     if board is not None:
         board.summary(scores.metrics, outcome.best_epoch, run_dir, context.hyperparameters())
-    bundle = publish(context, outcome, scores) if config.export else None
     text = report.fit_report(context, outcome, scores.metrics, bundle, seconds)
     (run_dir / "report.md").write_text(text, encoding="utf-8")
     return FitResult(run_dir, bundle, scores.metrics, text)

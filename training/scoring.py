@@ -27,8 +27,9 @@ class Scores:
     val: Predictions
 
 
-def score(context: RunContext, outcome: TrainingOutcome) -> Scores:
-    """The metrics of the best epoch on the validation (and test) images, and the validation outputs."""
+def score(context: RunContext, outcome: TrainingOutcome, *, test: bool = True) -> Scores:
+    """The metrics of the best epoch on the validation (and, with ``test``, the test) images, and the validation
+    outputs. ``fit`` scores the test split through the exported bundle instead (``training.test_split``)."""
     classes = context.data.classes
     val = predict_val(context, outcome)
     metrics: dict[str, Any] = {
@@ -38,9 +39,9 @@ def score(context: RunContext, outcome: TrainingOutcome) -> Scores:
         "parameters": {name: {"trainable": t, "total": n} for name, (t, n) in outcome.parameters.items()},
         "val": classification_metrics(val.logits, val.labels, classes),
     }
-    if context.data.test is not None:
-        test = predict_samples(context, outcome, list(context.data.test.samples))
-        metrics["test"] = classification_metrics(test.logits, test.labels, classes)
+    if test and context.data.test is not None:
+        test_outputs = predict_samples(context, outcome, list(context.data.test.samples))
+        metrics["test"] = classification_metrics(test_outputs.logits, test_outputs.labels, classes)
     return Scores(metrics, val)
 
 

@@ -305,7 +305,11 @@ def _record(
     )
     spec = bundle.spec.model_copy(update={"quantization": record})
     if passed:
-        writers: dict[str, FileWriter] = {INT8_ONNX_FILE: lambda path: shutil.copyfile(best.path, path)}
+
+        def copy_int8(path: Path) -> None:
+            shutil.copyfile(best.path, path)
+
+        writers: dict[str, FileWriter] = {INT8_ONNX_FILE: copy_int8}
         if trust is not None:
             writers[INT8_TRUST_FILE] = lambda path: save_tensors(path, trust[1])
         stale = [] if trust is not None else [INT8_TRUST_FILE]
