@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,18 +81,36 @@ def _finish(
     run_dir, config = context.run_dir, context.config
     outcome.network.to(memory_format=torch.contiguous_format)
     scores = score(context, outcome, test=not config.export)  # with a bundle, the test split goes through it
+    classes = context.data.classes
+    # The validation figure is drawn while the bundle is exported (ONNX Runtime and the exporter release the GIL).
+    figures = _in_background(report.write_metrics, run_dir, scores.metrics, classes, config.model_name, ("val",))
     bundle = publish(context, outcome, scores) if config.export else None
     if bundle is not None and context.data.test is not None:
         metrics, bundle = add_test_metrics(
             bundle, list(context.data.test.samples), scores.metrics, MAX_CLASSES_IN_SPEC_MATRIX
         )
         scores = dataclasses.replace(scores, metrics=metrics)
-    report.write_metrics(run_dir, scores.metrics, context.data.classes, config.model_name)
+    figures.join()
+    report.write_metrics(run_dir, scores.metrics, classes, config.model_name, ("test",))
     if board is not None:
         board.summary(scores.metrics, outcome.best_epoch, run_dir, context.hyperparameters())
     text = report.fit_report(context, outcome, scores.metrics, bundle, seconds)
     (run_dir / "report.md").write_text(text, encoding="utf-8")
     return FitResult(run_dir, bundle, scores.metrics, text)
+
+
+def _in_background(function: Callable[..., None], *args: Any) -> threading.Thread:
+    """Run ``function`` on a thread; a failure is logged (a missing figure must not lose the bundle)."""
+
+    def run() -> None:
+        try:
+            function(*args)
+        except Exception:
+            logger.exception("%s failed", getattr(function, "__name__", function))
+
+    thread = threading.Thread(target=run, name="imgclf-figures", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass

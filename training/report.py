@@ -116,10 +116,16 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     figure.savefig(path, dpi=100)
 
 
-def write_metrics(run_dir: Path, metrics: dict[str, Any], classes: Sequence[str], model_name: str) -> None:
-    """``metrics.json`` and a ``confusion_<split>.png`` for each split scored (val, test)."""
+def write_metrics(
+    run_dir: Path,
+    metrics: dict[str, Any],
+    classes: Sequence[str],
+    model_name: str,
+    splits: Sequence[str] = ("val", "test"),
+) -> None:
+    """``metrics.json`` and a ``confusion_<split>.png`` for each split scored (of ``splits``)."""
     write_json(run_dir / "metrics.json", metrics)
-    for split in ("val", "test"):
+    for split in splits:
         if split in metrics:
             plot_confusion(
                 metrics[split]["confusion_matrix"],
