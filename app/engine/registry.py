@@ -24,6 +24,7 @@ from typing import ClassVar
 from app.config import Settings
 from app.engine.metrics import Metrics
 from app.engine.model import BackendFactory, LoadedModel, load_model, now
+from app.engine.suggest import did_you_mean
 from modelspec import BundleError, list_models, versions_to_open
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def find_versions(
             raise NotReadyError(wording.no_default(default, names))
     versions = catalogue.get(name)
     if not versions:
-        raise ModelNotFoundError(wording.no_model(name, names))
+        raise ModelNotFoundError(wording.no_model(name, names) + did_you_mean(name, names))
     chosen = versions_to_open(versions, version)
     if not chosen:
         raise VersionNotFoundError(wording.no_version(name, version, sorted(versions)))

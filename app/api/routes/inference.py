@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import ServicesDep, VersionQuery
+from app.api.deps import ServicesDep, VersionQuery, check_top_k
 from app.api.encode import encode_features, encode_predictions
-from app.api.errors import APIError
 from app.api.schemas import ErrorResponse, FeaturesResponse, PredictResponse
 from app.api.shedding import admitted
 from app.api.uploads import DisconnectWatch, read_uploads
@@ -69,8 +68,7 @@ async def _infer(request: Request, services: ServicesDep, name: str | None, vers
 async def _predict(
     request: Request, services: ServicesDep, name: str | None, version: int | None, k: int
 ) -> PredictResponse:
-    if k > services.settings.max_top_k:
-        raise APIError(422, "invalid_parameter", f"top_k: must be at most {services.settings.max_top_k}")
+    check_top_k(k, services.settings)
     return encode_predictions(await _infer(request, services, name, version), k)
 
 
