@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from app.batch.arrow import schema, to_table
 from app.batch.outputs.base import OutputError, Resumed
-from app.batch.outputs.files import fsync_dir, remove
+from app.batch.outputs.files import disk_full, fsync_dir, is_disk_full, remove
 from app.batch.rows import ResultRow, RowOptions
 
 MERGE_EVERY = 64
@@ -87,8 +87,10 @@ class ParquetOutput:
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
             fsync_dir(self.path.parent)
-        except BaseException:
+        except BaseException as exc:
             temporary.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise disk_full(self.path, sum(p.stat().st_size for p in self.parts.glob("*.parquet"))) from None
             raise
         remove(self.parts)
         fsync_dir(self.path.parent)
@@ -185,10 +187,16 @@ def _row_groups(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
 def _write_table(path: Path, table: pa.Table) -> None:
     """Write ``table`` as a complete Parquet file at ``path``: a hidden temporary name, fsync, rename, fsync."""
     temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
-    with temporary.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        pq.write_table(table, temporary)
+        with temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path, table.nbytes) from None
+        raise
     fsync_dir(path.parent)
 
 

@@ -49,7 +49,12 @@ class TextOutput:
             self._handle = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
             self._handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            append_durably(self._handle, self.header().encode())
+            try:
+                append_durably(self._handle, self.header().encode(), path)
+            except BaseException:
+                os.close(self._handle)
+                path.unlink()  # not even its header: no file, rather than one that cannot be continued
+                raise
             fsync_dir(path.parent)
         self._npy: NpyAppender | None = None
         if options.embeddings:
@@ -81,7 +86,7 @@ class TextOutput:
         if self._npy is not None:
             vectors = [row.embedding for row in rows if row.embedding is not None]
             first = self._npy.append(np.stack(vectors) if vectors else np.empty((0, self._npy.dim), np.float32))
-        append_durably(self._handle, self.render(rows, first).encode())
+        append_durably(self._handle, self.render(rows, first).encode(), self.path)
 
     def finish(self) -> None:
         self.close()
