@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from training.data.hints import SPLIT_FOLDERS
 from training.errors import ConfigError
 
 TransferMode = Literal["feature-extractor", "fine-tune", "partial", "two-phase"]
@@ -34,7 +35,9 @@ class FitConfig(BaseModel):
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     test_data: Path | None = Field(default=None, description="Held-out folder evaluated once, at the end.")
     augment: AugmentPreset = "light"
-    hflip: bool = Field(default=True, description="Random horizontal flips (turn off for digits and text).")
+    hflip: bool | None = Field(
+        default=None, description="Random horizontal flips; default: on, off for digits and text (training.data.hints)."
+    )
     mixup: float = Field(default=0.0, ge=0.0, description="MixUp alpha (0: off): batches of mixed image pairs.")
     cutmix: float = Field(default=0.0, ge=0.0, description="CutMix alpha (0: off): patches pasted between images.")
     class_weights: Literal["none", "auto"] = Field(default="none", description="auto: inverse-frequency loss.")
@@ -116,6 +119,13 @@ class FitConfig(BaseModel):
         return self.lr
 
     @property
+    def flips(self) -> bool:
+        """Whether to flip (``hflip: None`` is resolved from the class names by ``prepare_run`` first)."""
+        if self.hflip is None:
+            raise ValueError("hflip is still undecided: resolve it from the classes first (training.engine.run)")
+        return self.hflip
+
+    @property
     def transfer_mode(self) -> TransferMode:
         """The transfer mode (``mode: auto`` is replaced by the decision of ``training.auto_mode`` first)."""
         if self.mode == "auto":
@@ -123,14 +133,19 @@ class FitConfig(BaseModel):
         return self.mode
 
     @property
+    def dataset_name(self) -> str:
+        """The data folder's name, or its parent's when the folder is a split (``data/pets/train`` -> ``pets``)."""
+        folder = self.data.resolve()
+        if folder.name.lower() in SPLIT_FOLDERS and folder.parent.name:
+            folder = folder.parent
+        return folder.name
+
+    @property
     def model_name(self) -> str:
         """The bundle name: ``name`` or one derived from the data folder (``data/pets/train`` -> ``pets``)."""
         if self.name:
             return self.name
-        folder = self.data.resolve()
-        if folder.name.lower() in ("train", "training") and folder.parent.name:
-            folder = folder.parent
-        slug = re.sub(r"[^a-z0-9._-]+", "-", folder.name.lower()).strip("-._")
+        slug = re.sub(r"[^a-z0-9._-]+", "-", self.dataset_name.lower()).strip("-._")
         return slug[:64] or "model"
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -56,7 +56,8 @@ def run_spec(context: RunContext, outcome: TrainingOutcome, metrics: dict[str, A
     }
     return ModelSpec(
         name=config.model_name,
-        description=f"{config.backbone} fine-tuned on {config.data.name} ({len(data.classes)} classes) by imgclf",
+        description=f"{config.backbone} {report.how_trained(context)} on {config.dataset_name} "
+        f"({len(data.classes)} classes) by imgclf",
         architecture=built.architecture,
         num_classes=len(data.classes),
         labels=list(data.classes),

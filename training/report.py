@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.data.hints import looks_like_text
 from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
 from training.metrics import summary_line
 
@@ -67,6 +68,52 @@ def overfitting_note(history: Sequence[dict[str, Any]], tolerance: float = 0.02)
         f"({history[best]['train_loss']:.3f} -> {last['train_loss']:.3f}): the network is overfitting, learning "
         "its training images rather than the classes. More data or augmentation, dropout, weight decay or fewer "
         "epochs (early stopping: --patience) would help."
+    )
+
+
+UNDERFIT_GAP = 0.15
+"""Validation accuracy this far (absolute) below the probe's or the training accuracy: the report says so."""
+STILL_LEARNING = 0.2
+"""Validation loss still falling by this share in the last epoch: training stopped too early."""
+
+
+def underfitting_note(
+    history: Sequence[dict[str, Any]], val_accuracy: float, probe_accuracy: float | None, num_classes: int
+) -> str | None:
+    """A sentence when the exported model is far weaker than the data allows: validation accuracy far below what a
+    linear probe of the frozen pretrained features reached (``--mode auto`` ran one), or the validation loss still
+    falling steeply when training ended; else None."""
+    reasons: list[str] = []
+    if probe_accuracy is not None and val_accuracy < probe_accuracy - UNDERFIT_GAP:
+        reasons.append(
+            f"a linear probe of the frozen pretrained features reached {probe_accuracy:.1%} on the same images"
+        )
+    if len(history) >= 2 and history[-1]["val_loss"] < history[-2]["val_loss"] * (1 - STILL_LEARNING):
+        reasons.append(
+            f"the validation loss was still falling steeply in the last epoch ({history[-2]['val_loss']:.3f} -> "
+            f"{history[-1]['val_loss']:.3f})"
+        )
+    if not reasons:
+        return None
+    return (
+        f"Underfit: validation accuracy is only {val_accuracy:.1%} (chance: {1 / max(num_classes, 1):.1%}) while "
+        f"{'; and '.join(reasons)}. The model is weaker than these images allow: train longer (--epochs), let "
+        "--lr auto choose the learning rate, or use --mode feature-extractor when the probe did well."
+    )
+
+
+def generalisation_gap_note(history: Sequence[dict[str, Any]], val_accuracy: float) -> str | None:
+    """A sentence when validation accuracy is far below the training accuracy (even with no rise of the validation
+    loss for ``overfitting_note`` to see, e.g. in a short run), else None."""
+    if not history:
+        return None
+    best = max(history, key=lambda row: row["train_accuracy"])
+    if val_accuracy >= best["train_accuracy"] - UNDERFIT_GAP:
+        return None
+    return (
+        f"Validation accuracy ({val_accuracy:.1%}) is far below the training accuracy ({best['train_accuracy']:.1%}, "
+        f"epoch {best['epoch']}): the network learnt its training images better than the classes. More data or "
+        "augmentation, dropout or weight decay would help."
     )
 
 
@@ -173,7 +220,7 @@ def fit_report(
         [
             ("Data", _data_lines(context)),
             ("Network", _network_lines(context, outcome)),
-            ("Training", _training_lines(context, outcome, seconds)),
+            ("Training", _training_lines(context, outcome, seconds, metrics["val"]["accuracy"])),
             ("Results", _result_lines(metrics)),
             ("Files", _file_lines(context, bundle)),
         ]
@@ -211,6 +258,7 @@ def _data_lines(context: RunContext) -> list[str]:
         f"{len(data.classes)} classes",
         "- per class (train/val): " + ", ".join(f"{name} {t}/{v}" for name, t, v in per_class),
         *([f"- **warning**: {warning}"] if warning else []),
+        *[f"- **warning**: {note}" for note in data.warnings],
         *([f"- class balance: {balance}"] if balance else []),
         f"- unreadable files skipped: {len(data.skipped)}",
         *[f"  - {path}: {why}" for path, why in data.skipped[:20]],
@@ -226,7 +274,7 @@ def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
         f"starting from {built.base_weights or 'random initialisation'}",
         f"- input: {prep.crop_size} px (resize {prep.resize_size}, {prep.interpolation}), "
         f"mean {prep.mean}, std {prep.std}",
-        f"- transfer mode: {config.mode}{' (chosen by --mode auto)' if mode_auto else ''}; optimiser "
+        f"- {_transfer_words(context)}{' (chosen by --mode auto)' if mode_auto else ''}; optimiser "
         f"{config.optimizer}, lr {config.base_lr:.3g}{' (chosen by --lr auto)' if lr_finder else ''}, "
         f"schedule {config.schedule}",
         *([f"- --mode auto: {mode_auto['reason']}"] if mode_auto else []),
@@ -236,6 +284,19 @@ def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
             for name, (t, n) in outcome.parameters.items()
         ],
     ]
+
+
+def how_trained(context: RunContext) -> str:
+    """``fine-tuned`` from pretrained weights, ``trained from scratch`` without (nothing was fine-tuned then)."""
+    if context.built.base_weights is None:
+        return "trained from scratch"
+    return "with a new classifier trained" if context.config.mode == "feature-extractor" else "fine-tuned"
+
+
+def _transfer_words(context: RunContext) -> str:
+    if context.built.base_weights is None:
+        return "trained from scratch (no pretrained weights: every layer starts from random initialisation)"
+    return f"transfer mode: {context.config.mode}"
 
 
 def lr_finder_sentence(found: dict[str, Any]) -> str:
@@ -253,11 +314,15 @@ def _augmentation_line(context: RunContext) -> str:
     config = context.config
     alphas = (("MixUp", config.mixup), ("CutMix", config.cutmix))
     mixing = [f"{name} (alpha {value:g})" for name, value in alphas if value]
-    flips = ", horizontal flips" if config.hflip and config.augment != "none" else ""
+    flips = ""
+    if config.augment != "none":
+        flips = ", horizontal flips" if config.hflip else ", no horizontal flips"
+        if not config.hflip and looks_like_text(context.data.classes):
+            flips += " (the class names look like digits or text; --hflip flips them anyway)"
     return f"- augmentation: {config.augment}{flips}" + (f"; per batch: {' or '.join(mixing)}" if mixing else "")
 
 
-def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: float) -> list[str]:
+def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: float, val_accuracy: float) -> list[str]:
     lines = [
         f"- {outcome.epochs} epochs in {seconds / 60:.1f} min; best epoch {outcome.best_epoch} "
         f"by {context.config.monitor} (its weights are the ones exported)",
@@ -267,8 +332,13 @@ def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: floa
         lines.append(f"- feature cache: {outcome.feature_cache}")
     if outcome.images_per_second is not None:
         lines.append(f"- training throughput: {outcome.images_per_second:.0f} images/s per process")
-    note = overfitting_note(outcome.history)
-    lines.append(f"- {note}" if note else "- no sign of overfitting in the validation loss")
+    note = overfitting_note(outcome.history) or generalisation_gap_note(outcome.history, val_accuracy)
+    lines.append(f"- **warning**: {note}" if note else "- no sign of overfitting in the validation loss")
+    mode_auto = context.choices.get("mode_auto") or {}
+    weak = underfitting_note(
+        outcome.history, val_accuracy, mode_auto.get("probe_accuracy_pretrained"), len(context.data.classes)
+    )
+    lines.append(f"- **warning**: {weak}" if weak else "- no sign of underfitting")
     return lines
 
 
