@@ -74,7 +74,9 @@ def overfitting_note(history: Sequence[dict[str, Any]], tolerance: float = 0.02)
 UNDERFIT_GAP = 0.15
 """Validation accuracy this far (absolute) below the probe's or the training accuracy: the report says so."""
 STILL_LEARNING = 0.2
-"""Validation loss still falling by this share in the last epoch: training stopped too early."""
+"""Validation loss still falling by this share in the last epoch, with validation accuracy under
+``STILL_LEARNING_BELOW``: training stopped too early (a model that is right already is left alone)."""
+STILL_LEARNING_BELOW = 0.9
 
 
 def underfitting_note(
@@ -88,7 +90,8 @@ def underfitting_note(
         reasons.append(
             f"a linear probe of the frozen pretrained features reached {probe_accuracy:.1%} on the same images"
         )
-    if len(history) >= 2 and history[-1]["val_loss"] < history[-2]["val_loss"] * (1 - STILL_LEARNING):
+    falling = len(history) >= 2 and history[-1]["val_loss"] < history[-2]["val_loss"] * (1 - STILL_LEARNING)
+    if falling and val_accuracy < STILL_LEARNING_BELOW:
         reasons.append(
             f"the validation loss was still falling steeply in the last epoch ({history[-2]['val_loss']:.3f} -> "
             f"{history[-1]['val_loss']:.3f})"
