@@ -47,10 +47,18 @@ export class ResultView {
     this.photo.addEventListener("error", () => {
       this.node.querySelector(".frame").hidden = true;
     });
+    // A picture smaller than its box (a 28 px digit) is scaled up with crisp pixels, not left a speck.
+    this.photo.addEventListener("load", () => this.fitSmall());
     this.photo.src = this.url;
     this.caption.textContent = "As uploaded";
     this.pressed = null;
     this.overlays = new Map(); // class index -> explanation
+  }
+
+  fitSmall() {
+    const box = this.node.querySelector(".frame").clientWidth || 352;
+    const { naturalWidth: width, naturalHeight: height } = this.photo;
+    this.photo.classList.toggle("small", width > 0 && width < box && height < box);
   }
 
   async classify(topK) {

@@ -231,3 +231,19 @@ def test_drop_and_paste(desktop: BrowserPage, chelsea_jpg: Path) -> None:
         result = page.locator(".result", has_text=name)
         assert result.locator(".bar .label").first.inner_text() in CAT_CLASSES
     desktop.log.assert_clean()
+
+
+def test_a_small_upload_is_scaled_up_with_crisp_pixels(desktop: BrowserPage, chelsea_jpg: Path, tmp_path: Path) -> None:
+    digit = tmp_path / "digit.png"
+    Image.fromarray((np.indices((28, 28)).sum(axis=0) % 2 * 255).astype(np.uint8)).save(digit)  # a 28 px checkerboard
+    load(desktop)
+    upload(desktop, digit, chelsea_jpg)
+    page = desktop.page
+    page.wait_for_function("document.querySelectorAll('.result .bar').length === 10")
+    small = page.locator(".result", has_text="digit.png").locator(".photo")
+    large = page.locator(".result", has_text="chelsea.jpg").locator(".photo")
+    style = "(node) => [getComputedStyle(node).imageRendering, node.getBoundingClientRect().width]"
+    rendering, width = small.evaluate(style)
+    assert rendering == "pixelated" and width >= 200, (rendering, width)  # not a 28 px speck
+    assert large.evaluate(style)[0] == "auto"  # a photo larger than its box is left as it was
+    desktop.log.assert_clean()
