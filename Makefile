@@ -43,7 +43,7 @@ chromium:
 		{ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
 		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } || \
-		echo "could not install chromium: the browser tests will be skipped"; }
+		echo "could not install chromium: the browser tests will be skipped (with CI=true they fail)"; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -127,3 +127,13 @@ SOAK_ARGS ?=
 .PHONY: soak
 soak: default-model
 	$(PY) -m scripts.soak --models-dir $(MODELS_DIR) --model $(BUILT_MODEL) $(SOAK_ARGS)
+
+# Calibration, conformal sets and OOD scores measured on Fashion-MNIST (six classes known, four held out), digits
+# and the sample photos, and what the kept OOD score costs per image (about 6 minutes on 2 cores): BENCHMARKS.md
+# ("## Trust"). Trains a small frozen-feature model through `python -m training fit` under runs/bench-trust (reused).
+.PHONY: bench-trust
+bench-trust: $(STAMP)
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { \
+		echo "installing Debian's dataset-fashion-mnist package (30 MB) with apt-get"; \
+		$(SUDO) apt-get install -y --no-install-recommends dataset-fashion-mnist; }
+	$(PY) -m scripts.bench.trust

@@ -1,7 +1,8 @@
 """Bundle I/O: ``<models_dir>/<name>/<version>/`` holding ``model.json``, ``model.safetensors`` and ``model.onnx``.
 
 A bundle is written into a temporary folder beside its final place and renamed into place, so a reader never sees
-half of one, and a version that exists is never overwritten. Reading verifies the sha256 of every file.
+half of one, and a version that exists is never overwritten: only derived files (the int8 graph) may be added to
+it later, by ``update_bundle``, in the same all-or-nothing way. Reading verifies the sha256 of every file.
 
 A writer that is killed leaves its temporary folder (``.tmp-*``) behind. Each writer holds an exclusive ``flock``
 on a lock file inside its folder for its whole life, and the kernel drops the lock when the process dies however it
@@ -23,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
+INT8_ONNX_FILE = "model.int8.onnx"
+"""The optional int8 graph (same input and outputs as ``model.onnx``), added by ``python -m training quantize``."""
 TMP_PREFIX = ".tmp-"
 LOCK_FILE = ".writer.lock"
 ORPHAN_AGE_SECONDS = 3600.0
@@ -161,6 +164,70 @@ def write_bundle(
     _fsync_dir(model_dir)
     logger.info("wrote bundle %s version %d at %s", spec.name, chosen, final)
     return Bundle(path=final, spec=final_spec)
+
+
+ADDABLE_FILES = frozenset({INT8_ONNX_FILE})
+"""The files ``update_bundle`` may add, replace or remove; the weights and ``model.onnx`` never change."""
+
+
+def update_bundle(
+    bundle_dir: Path, spec: ModelSpec, writers: Mapping[str, FileWriter], *, remove: Collection[str] = ()
+) -> Bundle:
+    """Add or replace derived files (``ADDABLE_FILES``) of an existing bundle, or remove them, and rewrite its
+    ``model.json`` from ``spec`` (whose ``files`` are recomputed).
+
+    New files are written in a temporary folder, moved in while ``model.json`` does not list them, and listed by
+    replacing ``model.json`` in one rename; a file being replaced or removed is first unlisted the same way. So a
+    reader of ``model.json`` sees a whole bundle at every moment, with or without the new files; only a reader that
+    read the old ``model.json`` and hashes a replaced file after it changed sees a mismatch (and the service's
+    registry retries a recently changed folder). Updaters of one bundle take turns (``flock`` on its folder).
+    """
+    changed = set(writers) | set(remove)
+    if not changed <= ADDABLE_FILES:
+        raise ValueError(
+            f"only {sorted(ADDABLE_FILES)} may be added to a bundle, not {sorted(changed - ADDABLE_FILES)}"
+        )
+    models_dir = bundle_dir.parent.parent
+    folder_lock = os.open(bundle_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(folder_lock, fcntl.LOCK_EX)
+        current = read_bundle(bundle_dir)
+        if (spec.name, spec.version) != (current.spec.name, current.spec.version):
+            raise BundleError(f"{bundle_dir} holds {current.spec.name} v{current.spec.version}, not {spec.name}")
+        remove_stale_temp_dirs(models_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{spec.name}-update-", dir=models_dir))
+        lock = _hold_writer_lock(tmp)
+        try:
+            for file_name, write in writers.items():
+                write(tmp / file_name)
+                if not (tmp / file_name).is_file():
+                    raise BundleError(f"the writer for {file_name} did not create it")
+                os.chmod(tmp / file_name, 0o644)
+            added = {file_name: sha256_file(tmp / file_name) for file_name in sorted(writers)}
+            kept = {name: digest for name, digest in current.spec.files.items() if name not in changed}
+            if kept != current.spec.files:  # unlist what is replaced or removed before touching it
+                _write_json_atomically(
+                    bundle_dir / SPEC_FILE,
+                    current.spec.model_copy(update={"files": kept, "quantization": None}).model_dump(mode="json"),
+                )
+            for file_name in added:
+                os.replace(tmp / file_name, bundle_dir / file_name)
+            final_spec = spec.model_copy(update={"files": {**kept, **added}})
+            _write_json_atomically(bundle_dir / SPEC_FILE, final_spec.model_dump(mode="json"))
+            os.chmod(bundle_dir / SPEC_FILE, 0o644)
+            for file_name in set(remove) - set(added):
+                with contextlib.suppress(FileNotFoundError):
+                    (bundle_dir / file_name).unlink()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.close(lock)
+    finally:
+        os.close(folder_lock)
+    _fsync_dir(bundle_dir)
+    removed = ", ".join(sorted(set(remove) - set(writers))) or "none"
+    written = ", ".join(sorted(writers)) or "none"
+    logger.info("updated %s v%s (written: %s; removed: %s)", spec.name, spec.version, written, removed)
+    return Bundle(path=bundle_dir, spec=final_spec)
 
 
 def _hold_writer_lock(folder: Path) -> int:

@@ -5,6 +5,13 @@ count is read from the header before any pixel is decoded. Large JPEGs can be de
 scaling through ``Image.draft``), which costs a fraction of a full decode; the scale is chosen so the later resize
 only ever shrinks, as it would from the full-size image.
 
+Phone photos are read too: HEIC/HEIF through pillow-heif's Pillow plugin (registered when this module is imported,
+so every ``Image.open`` of the process that reads our images knows it) and AVIF natively (Pillow >= 11.3). Both go
+through the same pixel cap and EXIF orientation as a JPEG.
+
+This module is the one place that says which images we read: ``ALLOWED_FORMATS`` (Pillow's format names, for
+bytes) and ``IMAGE_EXTENSIONS`` (file names, for folders), both derived from ``READABLE``.
+
 Failures raise an ``ImageError`` subclass whose ``code`` is stable (the service maps it to an HTTP status).
 """
 
@@ -15,16 +22,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, features
 
 from modelspec.preprocess import Float32Array, normalize, resize_and_crop, to_rgb
 from modelspec.spec import Preprocessing
 
-# The plugins Pillow may try. The JPEG one also opens the multi-picture JPEGs (MPO) many phones write; GIF and
-# TIFF give their first frame.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-FORMATS_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+
+def _register_heif() -> bool:
+    """Teach Pillow HEIC/HEIF (what iPhones save) once per process; False when pillow-heif is missing."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # a core dependency, but a trimmed install still reads every other format
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF_READABLE = _register_heif()
+AVIF_READABLE = bool(features.check("avif"))
+
+# Pillow format name -> (name shown to users, file extensions). The JPEG plugin also opens the multi-picture JPEGs
+# (MPO) many phones write; GIF and TIFF give their first frame; a HEIC with several images gives its primary one.
+_FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "JPEG": ("JPEG", (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo")),
+    "PNG": ("PNG", (".png",)),
+    "WEBP": ("WebP", (".webp",)),
+    "BMP": ("BMP", (".bmp",)),
+    "GIF": ("GIF", (".gif",)),
+    "TIFF": ("TIFF", (".tif", ".tiff")),
+    "HEIF": ("HEIC", (".heic", ".heif", ".hif")),
+    "AVIF": ("AVIF", (".avif",)),
+}
+READABLE = {
+    name: entry
+    for name, entry in _FORMATS.items()
+    if (name != "HEIF" or HEIF_READABLE) and (name != "AVIF" or AVIF_READABLE)
+}
+# The plugins Pillow may try on untrusted bytes (``Image.open(..., formats=ALLOWED_FORMATS)``).
+ALLOWED_FORMATS = tuple(READABLE)
+# The file names a folder, a glob or a training set picks up (lower case; compare with ``suffix.lower()``).
+IMAGE_EXTENSIONS = frozenset(extension for _, extensions in READABLE.values() for extension in extensions)
+_SHOWN = [shown for shown, _ in READABLE.values()]
+FORMATS_TEXT = f"{', '.join(_SHOWN[:-1])} or {_SHOWN[-1]}"
 DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def is_image_name(name: str | Path) -> bool:
+    """Whether a file name has one of ``IMAGE_EXTENSIONS`` (case-insensitive): the check a folder listing uses."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
 class ImageError(ValueError):

@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelspec.quantization import Quantization
+from modelspec.trust.spec import Trust
+
 FORMAT_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -93,6 +96,19 @@ class ModelSpec(BaseModel):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     provenance: Provenance = Field(default_factory=Provenance)
     files: dict[str, str] = Field(default_factory=dict, description="File name -> sha256 hex digest.")
+    quantization: Quantization | None = Field(
+        default=None, exclude_if=lambda value: value is None, description="The int8 model's record, if any."
+    )
+    trust: Trust | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Calibration, conformal and OOD data; absent in older bundles.",
+    )
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether served probabilities are temperature-scaled (False for bundles without validation data)."""
+        return self.trust is not None and self.trust.calibration is not None
 
     @field_validator("name")
     @classmethod

@@ -96,8 +96,11 @@ def lite0_imagenet_spec(name: str = DEFAULT_MODEL_NAME) -> ModelSpec:
 PRETRAINED_EXPORTS = {"efficientnet_lite0": (load_lite0_imagenet, lite0_imagenet_spec)}
 
 
-def export_pretrained(models_dir: Path, backbone: str = "efficientnet_lite0", name: str | None = None) -> Bundle:
-    """Write the ImageNet bundle of ``backbone`` (a new version of ``name``) under ``models_dir``."""
+def export_pretrained(
+    models_dir: Path, backbone: str = "efficientnet_lite0", name: str | None = None, *, int8: bool = False
+) -> Bundle:
+    """Write the ImageNet bundle of ``backbone`` (a new version of ``name``) under ``models_dir``; with ``int8``,
+    quantise it and keep int8 only if it agrees with fp32 on offline photos (``training.quantize``)."""
     if backbone not in PRETRAINED_EXPORTS:
         raise PretrainedWeightsUnavailableError(
             f"no offline ImageNet weights for {backbone!r}; available: {', '.join(PRETRAINED_EXPORTS)}"
@@ -105,4 +108,9 @@ def export_pretrained(models_dir: Path, backbone: str = "efficientnet_lite0", na
     load, make_spec = PRETRAINED_EXPORTS[backbone]
     network = load()
     spec = make_spec(name or DEFAULT_MODEL_NAME)
-    return export_bundle(network, spec, models_dir)
+    bundle = export_bundle(network, spec, models_dir)
+    if int8:
+        from training.quantize.core import quantize_unlabelled
+
+        bundle = quantize_unlabelled(bundle.path).bundle
+    return bundle

@@ -3,6 +3,7 @@
     python -m scripts.bench.serving    # make bench: the "## Serving" section
     python -m scripts.bench.training   # make bench-training: the "## Training" section
     python -m scripts.bench.explain    # make bench-explain (and make bench): the "## Explanations" section
+    python -m scripts.bench.trust      # make bench-trust: the "## Trust" section
 
 Shared by them, one job per module: ``machine`` (what the numbers were measured on), ``report`` (replace one
 section of BENCHMARKS.md, atomically), ``images`` (the test photos), ``load`` (closed-loop HTTP load: wrk or a

@@ -76,3 +76,18 @@ def tool_version(tool: str) -> str | None:
     done = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     match = re.search(rf"{re.escape(tool)} (\S+)", done.stdout + done.stderr)
     return match.group(1) if match else "?"
+
+
+SIMD_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "vnni", "vpclmul", "gfni")
+
+
+def cpu_flags() -> list[str]:
+    """The ``flags`` line of /proc/cpuinfo (empty where there is none): what the kernels may use on this CPU."""
+    line = _proc_field("/proc/cpuinfo", "flags")
+    return line.split() if line else []
+
+
+def simd_flags() -> list[str]:
+    """The vector-instruction flags among ``cpu_flags()`` (SSE, AVX, AVX2, AVX-512, FMA, VNNI, AMX...): what
+    decides the speed of matrix products, and the ones a benchmark section names."""
+    return [flag for flag in cpu_flags() if flag.startswith(SIMD_PREFIXES)]

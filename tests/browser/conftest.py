@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -104,19 +104,44 @@ def live_server(
                 process.wait()
 
 
+def in_ci() -> bool:
+    """CI services (GitHub Actions, GitLab, our .ci/run) set CI=true."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+SKIPPED: list[str] = []  # why the browser tests were skipped here, for the banner at the end of the run
+
+
+def missing_browser_tool(reason: str) -> NoReturn:
+    """In CI a missing browser fails the browser tests, so CI cannot go green without them; on a developer's
+    machine they are skipped, and a banner at the end of the run says so (``pytest_terminal_summary``)."""
+    if in_ci():
+        pytest.fail(f"CI=true and the browser tests cannot run: {reason}", pytrace=False)
+    SKIPPED.append(reason)
+    pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A loud banner when the browser tests were skipped: a skip in a long summary is easy to miss."""
+    if SKIPPED:
+        terminalreporter.write_sep("!", "BROWSER TESTS SKIPPED (they fail in CI)", red=True, bold=True)
+        for reason in sorted(set(SKIPPED)):
+            terminalreporter.write_line(f"  {reason}", red=True)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Chromium, per test module: Playwright's sync API keeps its event loop marked as running in this thread while
     it is started, which would break ``asyncio.run`` in the tests that follow, so it is stopped after each module."""
     if not CHROMIUM.exists():
-        pytest.skip(
+        missing_browser_tool(
             f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package with apt-get "
             "(as root or with sudo); it could not here"
         )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("Playwright for Python is not installed: pip install -e '.[dev]'")
+        missing_browser_tool("Playwright for Python is not installed: pip install -e '.[dev]'")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
