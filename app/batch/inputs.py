@@ -14,10 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Images a folder or a glob picks up, by extension (case-insensitive), as torchvision's ImageFolder does: a
-# dataset folder's README or labels.csv is not an image. A path listed in a text file is taken whatever its name,
-# and a file that is not an image gets an error row.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".mpo"})
+from modelspec.decode import IMAGE_EXTENSIONS, is_image_name
+
+# A folder or a glob picks up images by extension (case-insensitive; modelspec.decode keeps the one list), as
+# torchvision's ImageFolder does: a dataset folder's README or labels.csv is not an image. A path listed in a text
+# file is taken whatever its name, and a file that is not an image gets an error row.
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -65,8 +66,8 @@ def scan_inputs(spec: str) -> Listing:
         names = _read_listing(path) if path.suffix.lower() in LIST_EXTENSIONS else [spec]
     elif GLOB_CHARACTERS & set(spec):
         files = [name for name in glob.glob(spec, recursive=True) if Path(name).is_file()]
-        names = sorted(name for name in files if _is_image_name(name))
-        skipped.update(_extension(name) for name in files if not _is_image_name(name))
+        names = sorted(name for name in files if is_image_name(name))
+        skipped.update(_extension(name) for name in files if not is_image_name(name))
         if not names:
             raise InputError(_no_image(f"no image file matches {spec!r}", skipped))
     else:
@@ -86,10 +87,6 @@ def _extension(name: str) -> str:
     return os.path.splitext(name)[1].lower() or "without extension"
 
 
-def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
 def _walk(folder: Path, skipped: Counter[str]) -> list[str]:
     """Image files under ``folder``, hidden files and folders skipped, symbolic links to folders not followed;
     ``skipped`` counts the other files by extension."""
@@ -99,7 +96,7 @@ def _walk(folder: Path, skipped: Counter[str]) -> list[str]:
         for name in files:
             if name.startswith("."):
                 continue
-            if _is_image_name(name):
+            if is_image_name(name):
                 found.append(os.path.join(root, name))
             else:
                 skipped[_extension(name)] += 1
