@@ -79,7 +79,10 @@ def fit_trust(context: RunContext, outcome: TrainingOutcome, val: Predictions) -
     train_embeddings, train_labels, source = training_embeddings(context, outcome)
     embedding_seconds = time.perf_counter() - embed_start if source != "cached" else 0.0
     trust, tensors = build_trust(val.logits, val.labels, val.embeddings, train_embeddings, train_labels)
-    trust = trust.model_copy(update={"file": TRUST_FILE})
+    if trust.ood is not None:  # the reference may hold a subsample: say how many images it was drawn from
+        trust = trust.model_copy(
+            update={"ood": trust.ood.model_copy(update={"training_images": len(context.data.train)})}
+        )
     seconds = time.perf_counter() - start
     note = (
         f"OOD reference from {len(train_labels)} training embeddings ({source}"
