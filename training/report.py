@@ -307,8 +307,7 @@ def trust_lines(context: RunContext, bundle: Bundle | None) -> list[str]:
         ]
     lines = [
         f"- temperature {calibration.temperature:.3f} fitted on {calibration.images} validation images: served "
-        "probabilities are softmax(logits / T)"
-        + (" (T > 1: the network was over-confident)" if calibration.temperature > 1 else ""),
+        "probabilities are softmax(logits / T) (T > 1: the network was over-confident, T < 1: under-confident)",
         f"- ECE (15 bins) {calibration.ece_before:.4f} before, {calibration.ece_after:.4f} after; NLL "
         f"{calibration.nll_before:.4f} before, {calibration.nll_after:.4f} after",
         f"- reliability diagram before and after: {context.run_dir / RELIABILITY_FIGURE}",
