@@ -90,7 +90,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_bundle, open_bundle, write_evaluation
+    from training.evaluate import evaluate_bundle, open_bundle, trust_summary, write_evaluation
     from training.metrics import summary_line
 
     bundle = open_bundle(Path(args.bundle))
@@ -110,6 +110,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{name:<{width}}  {scores['precision']:9.3f}  {scores['recall']:6.3f}  {scores['f1']:5.3f}  "
             f"{scores['support']:6d}"
         )
+    for line in trust_summary(metrics["trust"], metrics["samples"]):
+        print(line)
     return 0
 
 

@@ -23,6 +23,13 @@ ScheduleName = Literal["constant", "linear", "step", "cosine"]
 AugmentPreset = Literal["none", "light", "standard", "trivialaugment", "randaugment"]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 
+# What the export fits on the validation split (``training.trust``), and the fewest images it fits it on.
+MIN_CALIBRATION_IMAGES = 10
+"""Below this the temperature would follow a handful of images: the bundle serves plain softmax."""
+MIN_TRUST_IMAGES = 20
+"""Prediction sets and the OOD threshold: 20 scores serve coverage up to 0.95 (so 0.9), and a 95 % threshold then
+flags at least one validation image instead of sitting on the largest score."""
+
 
 class FitConfig(BaseModel):
     """Everything ``fit`` needs. Field names are the flags' names with ``_`` for ``-``."""

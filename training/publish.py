@@ -24,6 +24,7 @@ from training.engine.outcome import TrainingOutcome
 from training.engine.run import RunContext
 from training.export import export_bundle
 from training.scoring import Scores
+from training.trust import fit_trust
 
 MAX_CLASSES_IN_SPEC_MATRIX = 30
 
@@ -31,9 +32,12 @@ MAX_CLASSES_IN_SPEC_MATRIX = 30
 def publish(context: RunContext, outcome: TrainingOutcome, scores: Scores) -> Bundle:
     """Export ``outcome.network`` as a new version of the run's model in ``--models-dir``."""
     spec = run_spec(context, outcome, scores.metrics)
+    # Trust (issue 18): temperature, conformal scores, OOD reference -> model.json's `trust` + trust.safetensors.
+    trust = fit_trust(context, outcome, scores.val)
+    spec = spec.model_copy(update={"trust": trust.trust})
     samples = eval_dataset(context.data.val[:4], context.prep)
     sample = torch.stack([samples[i][0] for i in range(len(samples))])
-    return export_bundle(outcome.network, spec, context.config.models_dir, sample=sample)
+    return export_bundle(outcome.network, spec, context.config.models_dir, sample=sample, extra_files=trust.extra_files)
 
 
 def run_spec(context: RunContext, outcome: TrainingOutcome, metrics: dict[str, Any]) -> ModelSpec:
