@@ -14,9 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -104,21 +102,17 @@ class ModelSpec(BaseModel):
     provenance: Provenance = Field(default_factory=Provenance)
     files: dict[str, str] = Field(default_factory=dict, description="File name -> sha256 hex digest.")
     trust: Trust | None = Field(
-        default=None, description="Calibration, conformal and OOD data; absent in older bundles."
+        default=None,
+        description="Calibration, conformal and OOD data; absent in older bundles.",
+        # A bundle without trust data is written exactly as before, so older releases still read it. (A field
+        # rule, not a model serializer: that would hide the fields from JSON schemas, the OpenAPI one included.)
+        exclude_if=lambda trust: trust is None,
     )
 
     @property
     def calibrated(self) -> bool:
         """Whether served probabilities are temperature-scaled (False for bundles without validation data)."""
         return self.trust is not None and self.trust.calibration is not None
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_trust(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A bundle without trust data is written exactly as before, so older releases still read it."""
-        data: dict[str, Any] = handler(self)
-        if self.trust is None:
-            data.pop("trust", None)
-        return data
 
     @field_validator("name")
     @classmethod
