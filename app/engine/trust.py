@@ -66,7 +66,7 @@ def check_coverage(scorer: TrustScorer, coverage: float | None) -> None:
 class ImageTrust:
     """One image's served probabilities (calibrated where the bundle is), OOD score and flag, prediction set."""
 
-    probabilities: npt.NDArray[np.float64]
+    probabilities: npt.NDArray[np.float32]  # float32, the precision the model computes in (as it always served)
     ood_score: float | None
     out_of_distribution: bool | None
     prediction_set: list[int] | None  # class indices, in class order; None unless a coverage was asked for
@@ -88,11 +88,12 @@ def assess(
     scored = scorer(logits, embeddings, coverage)
     if recorder is not None:
         recorder(scored.probs.max(axis=1), scored.ood_score, scored.out_of_distribution)
+    probs = scored.probs.astype(np.float32)
     ood = scored.ood_score.tolist() if scored.ood_score is not None else [None] * len(rows)
     flags = scored.out_of_distribution.tolist() if scored.out_of_distribution is not None else [None] * len(rows)
     for row, i in enumerate(rows):
         results[i] = ImageTrust(
-            probabilities=scored.probs[row],
+            probabilities=probs[row],
             ood_score=ood[row],
             out_of_distribution=flags[row],
             prediction_set=scored.sets.indices(row) if scored.sets is not None else None,
