@@ -10,17 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from app.engine.metrics import TrustRecorder
 from modelspec import Bundle, BundleError
 from modelspec.trust import CoverageError, TrustScorer
-
-if TYPE_CHECKING:
-    from app.engine.inference import ImageOutcome
-    from app.engine.metrics import TrustRecorder
 
 Precision = Literal["fp32"]
 """The precisions a bundle is served at; the trust statistics are those fitted on that precision's outputs."""
@@ -62,6 +59,17 @@ def check_coverage(scorer: TrustScorer, coverage: float | None) -> None:
         )
 
 
+class Outcome(Protocol):
+    """What ``assess`` reads of an image's outcome (``app.engine.inference.ImageOutcome``, which imports the model
+    floor that imports this module): its outputs, None where it failed."""
+
+    @property
+    def logits(self) -> npt.NDArray[np.float32] | None: ...
+
+    @property
+    def embedding(self) -> npt.NDArray[np.float32] | None: ...
+
+
 @dataclass(frozen=True)
 class ImageTrust:
     """One image's served probabilities (calibrated where the bundle is), OOD score and flag, prediction set."""
@@ -74,7 +82,7 @@ class ImageTrust:
 
 def assess(
     scorer: TrustScorer,
-    outcomes: Sequence[ImageOutcome],
+    outcomes: Sequence[Outcome],
     coverage: float | None = None,
     recorder: TrustRecorder | None = None,
 ) -> list[ImageTrust | None]:
