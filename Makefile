@@ -30,7 +30,7 @@ default-model: $(STAMP)
 run: default-model
 	IMGCLF_MODELS_DIR=$(MODELS_DIR) IMGCLF_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m app --host $(HOST) --port $(PORT)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium promtool
 	$(PY) -m pytest
 
 # The browser tests (tests/browser) drive Debian's Chromium with Playwright; never a browser download.
@@ -44,6 +44,17 @@ chromium:
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
 		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } || \
 		echo "could not install chromium: the browser tests will be skipped (with CI=true they fail)"; }
+
+# The alert rules (deploy/prometheus) are checked and unit-tested with promtool, from Debian's prometheus package.
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian's prometheus package for promtool (apt-get)"; \
+		{ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
+		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; } || \
+		echo "could not install promtool: the alert rule tests will be skipped (with CI=true they fail)"; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -18,6 +18,7 @@ from app.batch.rows import ResultRow, RowOptions, model_id
 from app.batch.summary import Summary
 from app.batch.writer import Writer
 from app.config import Settings
+from app.engine.trust import check_coverage, scorer_for
 from modelspec import Bundle
 
 logger = logging.getLogger(__name__)
@@ -63,11 +64,13 @@ def start_engine(job: BatchJob, settings: Settings, bundle: Bundle) -> Engine:
 
 
 def run_job(job: BatchJob, settings: Settings, progress_stream: TextIO) -> Summary:
-    """Run ``job``; raises ``InputError``, ``OutputError`` or a model lookup error before any work starts."""
+    """Run ``job``; raises ``InputError``, ``OutputError``, a model lookup error or ``CoverageError`` (a level the
+    model cannot serve) before any work starts."""
     check_output(job.output, resume=job.resume, overwrite=job.overwrite)  # before anything is loaded
     listing = scan_inputs(job.input)
     images = listing.images
     bundle = resolve_bundle(settings, job.model)
+    check_coverage(scorer_for(bundle), job.options.coverage)
     this_model = model_id(bundle.name, bundle.version)
     engine = start_engine(job, settings, bundle)
     try:

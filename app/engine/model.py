@@ -19,8 +19,10 @@ from app.config import Settings
 from app.engine.admission import Admission
 from app.engine.backends import Backend, create_backend
 from app.engine.batching import Batcher
-from app.engine.metrics import Metrics
+from app.engine.metrics import Metrics, TrustRecorder
+from app.engine.trust import scorer_for
 from modelspec import Bundle, BundleError, ModelSpec, read_bundle
+from modelspec.trust import TrustScorer
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ class LoadedModel:
     bundle: Bundle
     backend: Backend
     batcher: Batcher
+    scorer: TrustScorer = field(default_factory=lambda: TrustScorer(None))
+    """Calibration, prediction sets and OOD score (``app.engine.trust``): plain softmax for a bundle without."""
+    trust_recorder: TrustRecorder | None = None
     loaded_at: str = field(default_factory=now)
     admission: Admission = field(default_factory=lambda: Admission(max_slots=1 << 30, max_waiting=0, timeout=0))
 
@@ -76,6 +81,7 @@ def load_model(
     cannot serve; nothing is left running then."""
     started = time.perf_counter()
     bundle = read_bundle(path)
+    scorer = scorer_for(bundle)  # before the backend: a bundle whose trust file is unreadable is refused cheaply
     backend = (backend_factory or create_backend)(settings, bundle)
     try:
         check_outputs(bundle, backend)
@@ -110,7 +116,14 @@ def load_model(
         bundle.spec.num_classes,
         time.perf_counter() - started,
     )
-    return LoadedModel(bundle=bundle, backend=backend, batcher=batcher, admission=admission)
+    return LoadedModel(
+        bundle=bundle,
+        backend=backend,
+        batcher=batcher,
+        scorer=scorer,
+        trust_recorder=metrics.trust_observer(bundle.name, bundle.version),
+        admission=admission,
+    )
 
 
 def check_outputs(bundle: Bundle, backend: Backend) -> None:

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from tests.app.trust_bundle import TrustedModels, make_trusted_models
 
 ClientFactory = Callable[..., TestClient]
 
@@ -54,3 +55,10 @@ def make_client(models_dir: Path) -> Iterator[ClientFactory]:
 @pytest.fixture
 def client(make_client: ClientFactory) -> TestClient:
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def trusted_models(tmp_path_factory: pytest.TempPathFactory) -> TrustedModels:
+    """A models folder with ``shapes`` (trust data fitted on real outputs) and ``plain`` (the same weights, none).
+    Treat it as read-only."""
+    return make_trusted_models(tmp_path_factory.mktemp("trusted-models"))

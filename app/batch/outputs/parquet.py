@@ -41,7 +41,7 @@ class ParquetOutput:
     def __init__(self, path: Path, options: RowOptions) -> None:
         self.path = path
         self.parts = path.with_name(path.name + ".parts")
-        self._schema = schema(options.embeddings)
+        self._schema = schema(options.embeddings, options.coverage is not None)
         self._resumed = Resumed()
         if path.exists():
             self._check_schema(path)
@@ -65,7 +65,10 @@ class ParquetOutput:
         if not rows:
             return
         name = f"part-{self._next:09d}.parquet"
-        _write_table(self.parts / name, to_table(rows, "embedding" in self._schema.names))
+        _write_table(
+            self.parts / name,
+            to_table(rows, "embedding" in self._schema.names, "prediction_set" in self._schema.names),
+        )
         self._small.append((self._next, self._next, name))
         self._next += 1
         self._written = True
@@ -139,8 +142,10 @@ class ParquetOutput:
         found = pq.read_schema(path).remove_metadata()
         if not found.equals(self._schema):
             embeddings = "embedding" in found.names
+            coverage = "prediction_set" in found.names
             raise OutputError(
-                f"{path} was written {'with' if embeddings else 'without'} --embeddings; use the options of the run "
+                f"{path} was written {'with' if embeddings else 'without'} --embeddings and "
+                f"{'with' if coverage else 'without'} --coverage (or by an older release); use the options of the run "
                 "that wrote it to continue it, or --overwrite to start over"
             )
 
