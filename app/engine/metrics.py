@@ -45,6 +45,12 @@ class Metrics:
             "imgclf_decode_seconds", "Time to decode and preprocess one image.", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.models_loaded = Gauge("imgclf_models_loaded", "Model versions loaded and serving.", registry=r)
+        self.model_precision = Gauge(
+            "imgclf_model_precision_info",
+            "1 for each loaded model version, labelled with the precision its graph runs in (fp32 or int8).",
+            ["model", "version", "precision"],
+            registry=r,
+        )
         self.load_failures = Counter(
             "imgclf_model_load_failures_total", "Bundles refused at load (corrupt, incomplete).", registry=r
         )
