@@ -102,7 +102,10 @@ class RayEngine:
 
     @property
     def description(self) -> str:
-        return f"ray engine, {self.actors} actors x {self.cpus_per_actor} CPU"
+        return (
+            f"ray engine, {self.actors} actors x {self.cpus_per_actor} CPU, precision "
+            f"{self._settings.precision} (each actor chooses as the service does)"
+        )
 
     def run(self, images: Sequence[ImagePath], emit: RowSink) -> None:
         if not images:

@@ -71,6 +71,12 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        self.model_precision = Gauge(
+            "imgclf_model_precision_info",
+            "1 for each loaded model version, labelled with the precision its graph runs in (fp32 or int8).",
+            ["model", "version", "precision"],
+            registry=r,
+        )
         self.load_failures = Counter(
             "imgclf_model_load_failures_total", "Bundles refused at load (corrupt, incomplete).", registry=r
         )

@@ -20,6 +20,7 @@ from app.engine.admission import Admission
 from app.engine.backends import Backend, create_backend
 from app.engine.batching import Batcher
 from app.engine.metrics import Metrics, TrustRecorder
+from app.engine.precision import PrecisionChoice
 from app.engine.trust import scorer_for
 from modelspec import Bundle, BundleError, ModelSpec, read_bundle
 from modelspec.trust import TrustScorer
@@ -56,6 +57,11 @@ class LoadedModel:
     @property
     def spec(self) -> ModelSpec:
         return self.bundle.spec
+
+    @property
+    def precision(self) -> PrecisionChoice:
+        """The graph served (fp32 or int8) and why: what the metadata reports and the trust scorer must match."""
+        return self.backend.precision
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -108,10 +114,11 @@ def load_model(
         name=f"{bundle.name} version {bundle.version}",
     )
     logger.info(
-        "loaded %s version %d (%s on %s, %d classes) in %.2f s",
+        "loaded %s version %d (%s %s on %s, %d classes) in %.2f s",
         bundle.name,
         bundle.version,
         backend.name,
+        backend.precision.precision,
         backend.device,
         bundle.spec.num_classes,
         time.perf_counter() - started,

@@ -21,6 +21,7 @@ function architecture(detail) {
       ["Classes", `${detail.num_classes} classes`],
       ["Embedding", `${detail.embedding_size} numbers per image`],
       ["Served by", `${detail.backend} on ${detail.device}, loaded ${detail.loaded_at}`],
+      ["Precision", detail.precision_reason || detail.precision],
     ]),
   );
 }

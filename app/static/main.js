@@ -58,7 +58,7 @@ async function showModel() {
   if (!name) return;
   try {
     const detail = await readModel(name, version);
-    ui.summary.textContent = `${detail.name} version ${detail.version}: ${detail.architecture.name}, ${detail.num_classes} classes, ${detail.backend} on ${detail.device}.`;
+    ui.summary.textContent = `${detail.name} version ${detail.version}: ${detail.architecture.name}, ${detail.num_classes} classes, ${detail.backend} ${detail.precision} on ${detail.device}.`;
     renderCard(ui.cardBody, detail);
     offerCoverage(detail);
     showPageError(null);

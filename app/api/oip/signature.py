@@ -91,6 +91,7 @@ def model_metadata(model: LoadedModel, loaded_versions: list[int]) -> ModelMetad
         name=model.name,
         versions=[str(v) for v in loaded_versions],
         platform=PLATFORMS.get(model.backend.name, model.backend.name),
+        parameters={"precision": model.precision.precision, "precision_reason": model.precision.reason},
         inputs=[
             TensorMetadata(
                 name=ENCODED_IMAGES,
