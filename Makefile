@@ -30,7 +30,7 @@ default-model: $(STAMP)
 run: default-model
 	IMGCLF_MODELS_DIR=$(MODELS_DIR) IMGCLF_DEFAULT_MODEL=$(DEFAULT_MODEL) $(PY) -m app --host $(HOST) --port $(PORT)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium promtool
 	$(PY) -m pytest
 
 # The browser tests (tests/browser) drive Debian's Chromium with Playwright; never a browser download.
@@ -44,6 +44,17 @@ chromium:
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
 		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } || \
 		echo "could not install chromium: the browser tests will be skipped (with CI=true they fail)"; }
+
+# The alert rules (deploy/prometheus) are checked and unit-tested with promtool, from Debian's prometheus package.
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian's prometheus package for promtool (apt-get)"; \
+		{ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+		  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
+		    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; } || \
+		echo "could not install promtool: the alert rule tests will be skipped (with CI=true they fail)"; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -106,7 +117,23 @@ bench: default-model
 		  { $$sudo apt-get update -qq >/dev/null 2>&1 && $$sudo apt-get install -y -qq wrk >/dev/null 2>&1; }; } || \
 		echo "could not install wrk: the benchmark uses its Python client instead"; }
 	$(PY) -m scripts.bench.serving --models-dir $(MODELS_DIR) --model $(BUILT_MODEL) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-precision
 	$(MAKE) --no-print-directory bench-explain
+
+# fp32, int8 and a same-runtime peer (a KServe ModelServer on ONNX Runtime) in alternating rounds, written to
+# BENCHMARKS.md ("## Serving: fp32, int8 and a peer"). BENCH_INT8_BUNDLE: a bundle with model.int8.onnx (a trained
+# one: `python -m training fit ...` then `python -m training quantize BUNDLE`); by default a speed-only int8 Lite0 is
+# made once under runs/bench-int8 (the ImageNet model quantised without a bound: its speed, not its accuracy).
+BENCH_INT8_BUNDLE ?= runs/bench-int8/models/efficientnet-lite0/1
+BENCH_INT8_NOTE ?= speed-only (the ImageNet Lite0 quantised with --unlabelled --min-agreement 0: timing, not accuracy)
+BENCH_PRECISION_ARGS ?=
+.PHONY: bench-precision
+bench-precision: $(STAMP)
+	@[ -f $(BENCH_INT8_BUNDLE)/model.int8.onnx ] || [ "$(BENCH_INT8_BUNDLE)" != "runs/bench-int8/models/efficientnet-lite0/1" ] || { \
+		$(PY) -m training export-pretrained efficientnet_lite0 --models-dir runs/bench-int8/models --no-int8 && \
+		$(PY) -m training quantize $(BENCH_INT8_BUNDLE) --unlabelled --min-agreement 0; }
+	$(PY) -m scripts.bench.serving.precision --bundle $(BENCH_INT8_BUNDLE) --bundle-note "$(BENCH_INT8_NOTE)" \
+		$(BENCH_PRECISION_ARGS)
 
 # The batch command's benchmark (about 5 minutes on an idle 2-core machine, much longer on a busy one): python -m
 # app.batch over 10,000 generated photos against the in-process limit, alternating; writes "## Batch" of BENCHMARKS.md.

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     backend: Literal["auto", "onnx", "torch"] = Field(
         default="auto", description="auto: PyTorch on CUDA when available, else ONNX Runtime."
     )
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        default="auto",
+        description="ONNX Runtime graph served. auto: the bundle's int8 graph (model.int8.onnx) when it is within its "
+        "recorded accuracy bound and a short measurement at load shows it faster than fp32 on this machine, else "
+        "fp32; int8: int8 whenever the bundle has a usable one (else fp32, with a warning and the reason in the "
+        "model's metadata); fp32: always fp32. The torch backend serves fp32.",
+    )
     device: str = Field(default="cuda", description="Torch device used by the torch backend when CUDA exists.")
     fp16: bool = Field(
         default=False,

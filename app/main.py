@@ -8,7 +8,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
@@ -17,6 +17,7 @@ from app.api.body_limit import BodyLimitMiddleware
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.metrics_middleware import MetricsMiddleware
+from app.api.query import reject_unknown_query
 from app.api.routes import admin, explain, health, inference, metrics, models, v2, v2_infer
 from app.api.shedding import SheddingMiddleware
 from app.api.web import install_web
@@ -108,8 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = app_metrics
     app.state.explain_slots = ExplainSlots(settings.explain_concurrency)
     install_error_handlers(app)
-    for router in ROUTERS:
-        app.include_router(router)
+    for router in ROUTERS:  # the API's routes refuse query parameters they do not declare
+        app.include_router(router, dependencies=[Depends(reject_unknown_query)])
     # The last middleware added runs first: metrics see every response, the body limit guards the routes, and
     # requests to the inference routes wait for their model's slot before FastAPI handles them.
     app.add_middleware(SheddingMiddleware, routes=shed_routes())

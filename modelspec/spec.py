@@ -101,8 +101,10 @@ class ModelSpec(BaseModel):
     )
     trust: Trust | None = Field(
         default=None,
-        exclude_if=lambda value: value is None,
         description="Calibration, conformal and OOD data; absent in older bundles.",
+        # A bundle without trust data is written exactly as before, so older releases still read it. (A field
+        # rule, not a model serializer: that would hide the fields from JSON schemas, the OpenAPI one included.)
+        exclude_if=lambda trust: trust is None,
     )
 
     @property

@@ -79,16 +79,18 @@ def _prepare(args: argparse.Namespace) -> int:
     from training.prepare import prepare_digits, prepare_fashion_mnist
 
     out = Path(args.out or f"data/{args.dataset}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: give at least 1 image per class and split, or leave it out for all")
     if args.dataset == "fashion-mnist":
         counts = prepare_fashion_mnist(out, limit=args.limit, force=args.force, install=not args.no_install)
     else:
-        counts = prepare_digits(out, size=args.size, force=args.force)
+        counts = prepare_digits(out, size=args.size, limit=args.limit, force=args.force)
     print(f"{args.dataset}: " + ", ".join(f"{n} {split} images in {out / split}" for split, n in counts.items()))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_bundle, open_bundle, write_evaluation
+    from training.evaluate import evaluate_bundle, open_bundle, trust_summary, write_evaluation
     from training.metrics import summary_line
 
     bundle = open_bundle(Path(args.bundle))
@@ -108,6 +110,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{name:<{width}}  {scores['precision']:9.3f}  {scores['recall']:6.3f}  {scores['f1']:5.3f}  "
             f"{scores['support']:6d}"
         )
+    for line in trust_summary(metrics["trust"], metrics["samples"]):
+        print(line)
     return 0
 
 
@@ -174,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="write a demo dataset as an ImageFolder tree")
     prepare.add_argument("dataset", choices=["fashion-mnist", "digits"])
     prepare.add_argument("--out", default=None, help="output folder (default: data/<dataset>)")
-    prepare.add_argument("--limit", type=int, default=None, help="fashion-mnist: at most N images per class and split")
+    prepare.add_argument("--limit", type=int, default=None, help="at most N images per class and split")
     prepare.add_argument("--size", type=int, default=32, help="digits: image size in pixels (default: %(default)s)")
     prepare.add_argument("--force", action="store_true", help="replace an existing output folder")
     prepare.add_argument("--no-install", action="store_true", help="do not apt-get install dataset-fashion-mnist")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from training.data.hints import SPLIT_FOLDERS
 from training.errors import ConfigError
 
 TransferMode = Literal["feature-extractor", "fine-tune", "partial", "two-phase"]
@@ -21,6 +22,13 @@ OptimizerName = Literal["sgd", "rmsprop", "adam", "adamw"]
 ScheduleName = Literal["constant", "linear", "step", "cosine"]
 AugmentPreset = Literal["none", "light", "standard", "trivialaugment", "randaugment"]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+# What the export fits on the validation split (``training.trust``), and the fewest images it fits it on.
+MIN_CALIBRATION_IMAGES = 10
+"""Below this the temperature would follow a handful of images: the bundle serves plain softmax."""
+MIN_TRUST_IMAGES = 20
+"""Prediction sets and the OOD threshold: 20 scores serve coverage up to 0.95 (so 0.9), and a 95 % threshold then
+flags at least one validation image instead of sitting on the largest score."""
 
 
 class FitConfig(BaseModel):
@@ -34,7 +42,9 @@ class FitConfig(BaseModel):
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     test_data: Path | None = Field(default=None, description="Held-out folder evaluated once, at the end.")
     augment: AugmentPreset = "light"
-    hflip: bool = Field(default=True, description="Random horizontal flips (turn off for digits and text).")
+    hflip: bool | None = Field(
+        default=None, description="Random horizontal flips; default: on, off for digits and text (training.data.hints)."
+    )
     mixup: float = Field(default=0.0, ge=0.0, description="MixUp alpha (0: off): batches of mixed image pairs.")
     cutmix: float = Field(default=0.0, ge=0.0, description="CutMix alpha (0: off): patches pasted between images.")
     class_weights: Literal["none", "auto"] = Field(default="none", description="auto: inverse-frequency loss.")
@@ -118,6 +128,13 @@ class FitConfig(BaseModel):
         return self.lr
 
     @property
+    def flips(self) -> bool:
+        """Whether to flip (``hflip: None`` is resolved from the class names by ``prepare_run`` first)."""
+        if self.hflip is None:
+            raise ValueError("hflip is still undecided: resolve it from the classes first (training.engine.run)")
+        return self.hflip
+
+    @property
     def transfer_mode(self) -> TransferMode:
         """The transfer mode (``mode: auto`` is replaced by the decision of ``training.auto_mode`` first)."""
         if self.mode == "auto":
@@ -125,14 +142,19 @@ class FitConfig(BaseModel):
         return self.mode
 
     @property
+    def dataset_name(self) -> str:
+        """The data folder's name, or its parent's when the folder is a split (``data/pets/train`` -> ``pets``)."""
+        folder = self.data.resolve()
+        if folder.name.lower() in SPLIT_FOLDERS and folder.parent.name:
+            folder = folder.parent
+        return folder.name
+
+    @property
     def model_name(self) -> str:
         """The bundle name: ``name`` or one derived from the data folder (``data/pets/train`` -> ``pets``)."""
         if self.name:
             return self.name
-        folder = self.data.resolve()
-        if folder.name.lower() in ("train", "training") and folder.parent.name:
-            folder = folder.parent
-        slug = re.sub(r"[^a-z0-9._-]+", "-", folder.name.lower()).strip("-._")
+        slug = re.sub(r"[^a-z0-9._-]+", "-", self.dataset_name.lower()).strip("-._")
         return slug[:64] or "model"
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -8,9 +8,11 @@ into the models folder, so a bundle that reaches the service always agrees with 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import platform
+import shutil
 import warnings
 from collections.abc import Mapping
 from importlib import metadata
@@ -26,6 +28,7 @@ from modelspec.network import ClassifierNet
 from modelspec.runtime import build_session
 from modelspec.spec import ModelSpec
 from training import export_cache
+from training.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,21 @@ ONNX_OPSET = 18
 
 class ExportMismatchError(RuntimeError):
     """The ONNX graph does not reproduce the torch network's outputs."""
+
+
+class DiskFullError(UserError):
+    """The models folder's disk is full: a one-line error naming the path and the space a bundle needs."""
+
+    def __init__(self, path: Path, needed: int) -> None:
+        existing = next((folder for folder in (path, *path.parents) if folder.exists()), Path("."))
+        try:
+            free = f"{shutil.disk_usage(existing).free:,} bytes free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(
+            f"no space left on the disk of {path}: the bundle needs about {needed:,} bytes ({free}) and nothing of "
+            "it was kept; free some space (or choose --models-dir on another disk) and run again"
+        )
 
 
 def library_versions() -> dict[str, str]:
@@ -135,9 +153,32 @@ def export_bundle(
         logger.info("ONNX export matches torch (max relative difference %.1e)", error)
         export_cache.store(spec, network, sample, ONNX_OPSET, path)
 
-    return write_bundle(
-        models_dir,
-        spec,
-        {WEIGHTS_FILE: lambda path: save_weights(network, path), ONNX_FILE: write_onnx, **(extra_files or {})},
-        version=version,
-    )
+    try:
+        return write_bundle(
+            models_dir,
+            spec,
+            {WEIGHTS_FILE: lambda path: save_weights(network, path), ONNX_FILE: write_onnx, **(extra_files or {})},
+            version=version,
+        )
+    except Exception as exc:  # the bundle's temporary folder is removed already: nothing half-written stays
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(models_dir / spec.name, estimated_bundle_bytes(network)) from None
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A full disk (or quota), also when a library wrapped the ``OSError`` (the ONNX exporter does) or only says so."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def estimated_bundle_bytes(network: torch.nn.Module) -> int:
+    """About what a bundle takes: the weights twice (safetensors and the ONNX graph), plus a little."""
+    weights = sum(int(t.numel() * t.element_size()) for t in network.state_dict().values())
+    return 2 * weights + 1024 * 1024

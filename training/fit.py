@@ -94,6 +94,8 @@ def _finish(
     report.write_metrics(run_dir, scores.metrics, classes, config.model_name, ("test",))
     if board is not None:
         board.summary(scores.metrics, outcome.best_epoch, run_dir, context.hyperparameters())
+    if bundle is not None:
+        report.plot_reliability(bundle, run_dir / report.RELIABILITY_FIGURE)
     text = report.fit_report(context, outcome, scores.metrics, bundle, seconds)
     (run_dir / "report.md").write_text(text, encoding="utf-8")
     return FitResult(run_dir, bundle, scores.metrics, text)

@@ -112,12 +112,21 @@ def prepare_fashion_mnist(
 
 
 def prepare_digits(
-    out: Path, *, size: int = 32, test_fraction: float = 0.25, seed: int = 0, force: bool = False
+    out: Path,
+    *,
+    size: int = 32,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    limit: int | None = None,
+    force: bool = False,
 ) -> dict[str, int]:
-    """scikit-learn's 1,797 digits (8x8, 17 grey levels) upscaled to ``size`` px (bicubic), split stratified."""
+    """scikit-learn's 1,797 digits (8x8, 17 grey levels) upscaled to ``size`` px (bicubic), split stratified; with
+    ``limit``, the first ``limit`` per class of each split."""
     from sklearn.datasets import load_digits
 
-    recipe = {"dataset": "digits", "size": size, "test_fraction": test_fraction, "seed": seed}
+    recipe: dict[str, Any] = {"dataset": "digits", "size": size, "test_fraction": test_fraction, "seed": seed}
+    if limit is not None:  # (not in the recipe otherwise: trees prepared before --limit existed stay prepared)
+        recipe["limit"] = limit
     if _already_prepared(out, recipe, force):
         return _marker(out)["counts"]  # type: ignore[no-any-return]
     digits = load_digits()
@@ -130,19 +139,20 @@ def prepare_digits(
     pixels = np.clip(digits.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
 
     def images() -> Iterator[tuple[str, int, UInt8Array]]:
-        for index in range(len(labels)):
-            grey = Image.fromarray(pixels[index]).resize((size, size), Image.Resampling.BICUBIC)
-            yield ("test" if test[index] else "train"), int(labels[index]), np.asarray(grey)
+        for split, chosen in (("train", ~test), ("test", test)):
+            for index in _limited(np.where(chosen, labels, -1), limit, skip=-1):
+                grey = Image.fromarray(pixels[index]).resize((size, size), Image.Resampling.BICUBIC)
+                yield split, int(labels[index]), np.asarray(grey)
 
     return _write_tree(out, recipe, tuple(str(d) for d in range(10)), images())
 
 
-def _limited(labels: UInt8Array, limit: int | None) -> list[int]:
-    if limit is None:
-        return list(range(len(labels)))
+def _limited(labels: npt.NDArray[np.integer[Any]], limit: int | None, *, skip: int | None = None) -> list[int]:
+    """The indices of ``labels`` in order, at most ``limit`` of each label; entries equal to ``skip`` left out."""
     chosen: list[int] = []
     for label in np.unique(labels):
-        chosen.extend(np.flatnonzero(labels == label)[:limit].tolist())
+        if label != skip:
+            chosen.extend(np.flatnonzero(labels == label)[:limit].tolist())
     return sorted(chosen)
 
 

@@ -25,6 +25,7 @@ from training.engine.run import RunContext
 from training.export import export_bundle
 from training.quantize.at_export import quantize_after_export
 from training.scoring import Scores
+from training.trust import fit_trust
 
 MAX_CLASSES_IN_SPEC_MATRIX = 30
 
@@ -32,9 +33,14 @@ MAX_CLASSES_IN_SPEC_MATRIX = 30
 def publish(context: RunContext, outcome: TrainingOutcome, scores: Scores) -> Bundle:
     """Export ``outcome.network`` as a new version of the run's model in ``--models-dir``."""
     spec = run_spec(context, outcome, scores.metrics)
+    # Trust (issue 18): temperature, conformal scores, OOD reference -> model.json's `trust` + trust.safetensors.
+    trust = fit_trust(context, outcome, scores.val)
+    spec = spec.model_copy(update={"trust": trust.trust})
     samples = eval_dataset(context.data.val[:4], context.prep)
     sample = torch.stack([samples[i][0] for i in range(len(samples))])
-    bundle = export_bundle(outcome.network, spec, context.config.models_dir, sample=sample)
+    bundle = export_bundle(
+        outcome.network, spec, context.config.models_dir, sample=sample, extra_files=trust.extra_files
+    )
     return quantize_after_export(context, bundle)
 
 
@@ -58,7 +64,8 @@ def run_spec(context: RunContext, outcome: TrainingOutcome, metrics: dict[str, A
     }
     return ModelSpec(
         name=config.model_name,
-        description=f"{config.backbone} fine-tuned on {config.data.name} ({len(data.classes)} classes) by imgclf",
+        description=f"{config.backbone} {report.how_trained(context)} on {config.dataset_name} "
+        f"({len(data.classes)} classes) by imgclf",
         architecture=built.architecture,
         num_classes=len(data.classes),
         labels=list(data.classes),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.data.hints import looks_like_text
 from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
 from training.metrics import summary_line
 from training.quantize.at_export import outcome_line
@@ -68,6 +69,55 @@ def overfitting_note(history: Sequence[dict[str, Any]], tolerance: float = 0.02)
         f"({history[best]['train_loss']:.3f} -> {last['train_loss']:.3f}): the network is overfitting, learning "
         "its training images rather than the classes. More data or augmentation, dropout, weight decay or fewer "
         "epochs (early stopping: --patience) would help."
+    )
+
+
+UNDERFIT_GAP = 0.15
+"""Validation accuracy this far (absolute) below the probe's or the training accuracy: the report says so."""
+STILL_LEARNING = 0.2
+"""Validation loss still falling by this share in the last epoch, with validation accuracy under
+``STILL_LEARNING_BELOW``: training stopped too early (a model that is right already is left alone)."""
+STILL_LEARNING_BELOW = 0.9
+
+
+def underfitting_note(
+    history: Sequence[dict[str, Any]], val_accuracy: float, probe_accuracy: float | None, num_classes: int
+) -> str | None:
+    """A sentence when the exported model is far weaker than the data allows: validation accuracy far below what a
+    linear probe of the frozen pretrained features reached (``--mode auto`` ran one), or the validation loss still
+    falling steeply when training ended; else None."""
+    reasons: list[str] = []
+    if probe_accuracy is not None and val_accuracy < probe_accuracy - UNDERFIT_GAP:
+        reasons.append(
+            f"a linear probe of the frozen pretrained features reached {probe_accuracy:.1%} on the same images"
+        )
+    falling = len(history) >= 2 and history[-1]["val_loss"] < history[-2]["val_loss"] * (1 - STILL_LEARNING)
+    if falling and val_accuracy < STILL_LEARNING_BELOW:
+        reasons.append(
+            f"the validation loss was still falling steeply in the last epoch ({history[-2]['val_loss']:.3f} -> "
+            f"{history[-1]['val_loss']:.3f})"
+        )
+    if not reasons:
+        return None
+    return (
+        f"Underfit: validation accuracy is only {val_accuracy:.1%} (chance: {1 / max(num_classes, 1):.1%}) while "
+        f"{'; and '.join(reasons)}. The model is weaker than these images allow: train longer (--epochs), let "
+        "--lr auto choose the learning rate, or use --mode feature-extractor when the probe did well."
+    )
+
+
+def generalisation_gap_note(history: Sequence[dict[str, Any]], val_accuracy: float) -> str | None:
+    """A sentence when validation accuracy is far below the training accuracy (even with no rise of the validation
+    loss for ``overfitting_note`` to see, e.g. in a short run), else None."""
+    if not history:
+        return None
+    best = max(history, key=lambda row: row["train_accuracy"])
+    if val_accuracy >= best["train_accuracy"] - UNDERFIT_GAP:
+        return None
+    return (
+        f"Validation accuracy ({val_accuracy:.1%}) is far below the training accuracy ({best['train_accuracy']:.1%}, "
+        f"epoch {best['epoch']}): the network learnt its training images better than the classes. More data or "
+        "augmentation, dropout or weight decay would help."
     )
 
 
@@ -180,9 +230,10 @@ def fit_report(
         [
             ("Data", _data_lines(context)),
             ("Network", _network_lines(context, outcome)),
-            ("Training", _training_lines(context, outcome, seconds)),
+            ("Training", _training_lines(context, outcome, seconds, metrics["val"]["accuracy"])),
             ("Results", _result_lines(metrics)),
             ("Files", _file_lines(context, bundle)),
+            ("Trust", trust_lines(context, bundle)),
         ]
     )
 
@@ -218,6 +269,7 @@ def _data_lines(context: RunContext) -> list[str]:
         f"{len(data.classes)} classes",
         "- per class (train/val): " + ", ".join(f"{name} {t}/{v}" for name, t, v in per_class),
         *([f"- **warning**: {warning}"] if warning else []),
+        *[f"- **warning**: {note}" for note in data.warnings],
         *([f"- class balance: {balance}"] if balance else []),
         f"- unreadable files skipped: {len(data.skipped)}",
         *[f"  - {path}: {why}" for path, why in data.skipped[:20]],
@@ -233,7 +285,7 @@ def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
         f"starting from {built.base_weights or 'random initialisation'}",
         f"- input: {prep.crop_size} px (resize {prep.resize_size}, {prep.interpolation}), "
         f"mean {prep.mean}, std {prep.std}",
-        f"- transfer mode: {config.mode}{' (chosen by --mode auto)' if mode_auto else ''}; optimiser "
+        f"- {_transfer_words(context)}{' (chosen by --mode auto)' if mode_auto else ''}; optimiser "
         f"{config.optimizer}, lr {config.base_lr:.3g}{' (chosen by --lr auto)' if lr_finder else ''}, "
         f"schedule {config.schedule}",
         *([f"- --mode auto: {mode_auto['reason']}"] if mode_auto else []),
@@ -243,6 +295,19 @@ def _network_lines(context: RunContext, outcome: TrainingOutcome) -> list[str]:
             for name, (t, n) in outcome.parameters.items()
         ],
     ]
+
+
+def how_trained(context: RunContext) -> str:
+    """``fine-tuned`` from pretrained weights, ``trained from scratch`` without (nothing was fine-tuned then)."""
+    if context.built.base_weights is None:
+        return "trained from scratch"
+    return "with a new classifier trained" if context.config.mode == "feature-extractor" else "fine-tuned"
+
+
+def _transfer_words(context: RunContext) -> str:
+    if context.built.base_weights is None:
+        return "trained from scratch (no pretrained weights: every layer starts from random initialisation)"
+    return f"transfer mode: {context.config.mode}"
 
 
 def lr_finder_sentence(found: dict[str, Any]) -> str:
@@ -260,11 +325,15 @@ def _augmentation_line(context: RunContext) -> str:
     config = context.config
     alphas = (("MixUp", config.mixup), ("CutMix", config.cutmix))
     mixing = [f"{name} (alpha {value:g})" for name, value in alphas if value]
-    flips = ", horizontal flips" if config.hflip and config.augment != "none" else ""
+    flips = ""
+    if config.augment != "none":
+        flips = ", horizontal flips" if config.hflip else ", no horizontal flips"
+        if not config.hflip and looks_like_text(context.data.classes):
+            flips += " (the class names look like digits or text; --hflip flips them anyway)"
     return f"- augmentation: {config.augment}{flips}" + (f"; per batch: {' or '.join(mixing)}" if mixing else "")
 
 
-def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: float) -> list[str]:
+def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: float, val_accuracy: float) -> list[str]:
     lines = [
         f"- {outcome.epochs} epochs in {seconds / 60:.1f} min; best epoch {outcome.best_epoch} "
         f"by {context.config.monitor} (its weights are the ones exported)",
@@ -274,8 +343,13 @@ def _training_lines(context: RunContext, outcome: TrainingOutcome, seconds: floa
         lines.append(f"- feature cache: {outcome.feature_cache}")
     if outcome.images_per_second is not None:
         lines.append(f"- training throughput: {outcome.images_per_second:.0f} images/s per process")
-    note = overfitting_note(outcome.history)
-    lines.append(f"- {note}" if note else "- no sign of overfitting in the validation loss")
+    note = overfitting_note(outcome.history) or generalisation_gap_note(outcome.history, val_accuracy)
+    lines.append(f"- **warning**: {note}" if note else "- no sign of overfitting in the validation loss")
+    mode_auto = context.choices.get("mode_auto") or {}
+    weak = underfitting_note(
+        outcome.history, val_accuracy, mode_auto.get("probe_accuracy_pretrained"), len(context.data.classes)
+    )
+    lines.append(f"- **warning**: {weak}" if weak else "- no sign of underfitting")
     return lines
 
 
@@ -292,3 +366,74 @@ def _file_lines(context: RunContext, bundle: Bundle | None) -> list[str]:
         f"- bundle: {bundle.path}" if bundle else "- bundle: not exported (--no-export)",
         *([f"- int8: {outcome_line(bundle.spec.quantization)}"] if bundle else []),
     ]
+
+
+# --- trust (issue 18): calibration, prediction sets, OOD threshold ----------------------------------------------------
+
+RELIABILITY_FIGURE = "reliability.png"
+
+
+def trust_lines(context: RunContext, bundle: Bundle | None) -> list[str]:
+    """What the bundle's trust data says (``model.json``'s ``trust``), or why it has none, in words."""
+    from training.config import MIN_CALIBRATION_IMAGES, MIN_TRUST_IMAGES
+
+    if bundle is None:
+        return ["- not exported (--no-export): no calibration"]
+    trust, n = bundle.spec.trust, len(context.data.val)
+    calibration = trust.calibration if trust else None
+    if calibration is None:
+        return [
+            f"- not calibrated: {n} validation images, temperature scaling needs at least {MIN_CALIBRATION_IMAGES}; "
+            "the bundle serves plain softmax scores (calibrated: false), without prediction sets or OOD flag"
+        ]
+    lines = [
+        f"- temperature {calibration.temperature:.3f} fitted on {calibration.images} validation images: served "
+        "probabilities are softmax(logits / T) (T > 1: the network was over-confident, T < 1: under-confident)",
+        f"- ECE (15 bins) {calibration.ece_before:.4f} before, {calibration.ece_after:.4f} after; NLL "
+        f"{calibration.nll_before:.4f} before, {calibration.nll_after:.4f} after",
+        f"- reliability diagram before and after: {context.run_dir / RELIABILITY_FIGURE}",
+    ]
+    conformal, ood = trust.conformal if trust else None, trust.ood if trust else None
+    if conformal is None or ood is None:
+        lines.append(f"- no prediction sets and no OOD flag: {n} validation images, at least {MIN_TRUST_IMAGES} needed")
+        return lines
+    lines.append(
+        f"- prediction sets: {conformal.score.upper()} scores of {conformal.images} validation images; coverage "
+        f"levels from {conformal.min_coverage:.4g} to {conformal.max_coverage:.4g} can be asked for"
+    )
+    dims = f", {ood.dims} principal directions" if ood.dims else ""
+    lines.append(
+        f"- out-of-distribution: {ood.method} score ({ood.reference_images} training embeddings{dims}); threshold "
+        f"{ood.threshold:.4g} lets {ood.pass_rate:.0%} of the {ood.validation_images} validation images pass"
+    )
+    return lines
+
+
+def plot_reliability(bundle: Bundle, path: Path) -> bool:
+    """The reliability diagram before and after temperature scaling (accuracy against confidence per bin, bars
+    for the bins' shares of images); False, and nothing written, when the bundle is not calibrated."""
+    from matplotlib.figure import Figure
+
+    trust = bundle.spec.trust
+    calibration = trust.calibration if trust else None
+    if calibration is None:
+        return False
+    figure = Figure(figsize=(10, 4.5), layout="constrained")
+    panels = (
+        ("before", calibration.reliability_before, calibration.ece_before),
+        (f"after (T = {calibration.temperature:.2f})", calibration.reliability_after, calibration.ece_after),
+    )
+    for axes, (title, bins, error) in zip(figure.subplots(1, 2), panels, strict=True):
+        left, width = bins.edges[:-1], [b - a for a, b in zip(bins.edges, bins.edges[1:], strict=False)]
+        total = max(sum(bins.counts), 1)
+        filled = [i for i, count in enumerate(bins.counts) if count]
+        axes.bar(left, [c / total for c in bins.counts], width=width, align="edge", color="lightgrey",
+                 edgecolor="grey", label="share of images")  # fmt: skip
+        axes.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
+        axes.plot([bins.confidence[i] for i in filled], [bins.accuracy[i] for i in filled], "o-", label="accuracy")
+        axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
+                 title=f"{title}: ECE {error:.3f}")  # fmt: skip
+        axes.grid(alpha=0.3)
+        axes.legend(loc="upper left")
+    figure.savefig(path, dpi=100)
+    return True

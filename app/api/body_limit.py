@@ -3,10 +3,12 @@
 - Over ``max_bytes`` by its Content-Length: 413 at once; over it while streaming (no Content-Length): 413 then.
 - A body that stalls for ``body_timeout`` seconds between two reads: 408, and the connection is closed.
 - Any answer given before the body was read to its end (413, 400 for too many files, 415, 404, ...): clients that
-  send their whole body before they read the answer (Python's urllib, which also asks for ``Connection: close``,
-  many SDKs) would see "connection reset" if the server closed on an unread body. So the answer is written first,
-  the rest of the body is then read and thrown away, up to a bound (``drain_bytes``, ``DRAIN_SECONDS``), and the
-  connection is closed after it. A client that sent ``Expect: 100-continue`` has not sent its body: no drain.
+  send their whole body before they read the answer (Python's urllib and requests, many SDKs) would see
+  "connection reset" if the server closed on an unread body. So the answer is written first, then the rest of the
+  body is read and thrown away for a bounded time, as nginx's lingering close does (``DRAIN_SECONDS`` in all, a
+  stall of ``body_timeout`` ends it; ``drain_bytes``, far above the limit, caps the bytes), and the connection is
+  closed after it. A 50 MB upload against a 2 MB limit reads its 413. A client that sent ``Expect: 100-continue``
+  has not sent its body: no drain.
 
 The request line and headers have their own limits and time-out in the HTTP protocol (``app.api.server``).
 """
@@ -22,8 +24,11 @@ from app.api.protocols import protocol_of
 from app.api.uploads import PayloadTooLargeError, RequestTimeoutError
 
 DRAIN_SECONDS = 5.0
-"""The longest a refused body is drained before the connection closes."""
-MIN_DRAIN_BYTES = 16 * 1024 * 1024
+"""The longest a refused body is drained before the connection closes (the bound that matters: time)."""
+DRAIN_LIMITS = 16
+"""A refused body is drained up to this many times the limit ..."""
+MIN_DRAIN_BYTES = 256 * 1024 * 1024
+"""... and at least this much, so that a common upload's 413 is read whatever the limit."""
 CLOSE = (b"connection", b"close")
 
 
@@ -34,7 +39,7 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
         self.body_timeout = body_timeout
-        self.drain_bytes = max(2 * max_bytes, MIN_DRAIN_BYTES)
+        self.drain_bytes = max(DRAIN_LIMITS * max_bytes, MIN_DRAIN_BYTES)
 
     def too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(f"the request body is over the limit of {self.max_bytes:,} bytes; send less")

@@ -53,6 +53,18 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 PipelineDep = Annotated[InferencePipeline, Depends(get_pipeline)]
 
+
+def check_top_k(top_k: int, settings: Settings) -> None:
+    """A 422 for a ``top_k`` over the server's cap, naming the setting that raises it."""
+    if top_k > settings.max_top_k:
+        raise APIError(
+            422,
+            "invalid_parameter",
+            f"top_k: must be at most {settings.max_top_k}; the server's max_top_k setting "
+            f"(environment variable IMGCLF_MAX_TOP_K) raises the cap",
+        )
+
+
 VersionQuery = Annotated[int | None, Query(ge=1, description="Model version; the newest loaded version when omitted.")]
 
 

@@ -171,9 +171,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     message = str(exc.detail)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
-    return _respond(request, exc.status_code, code, message, getattr(exc, "headers", None))
+    elif exc.status_code == 405:
+        allowed = (headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {request.url.path}; use {allowed or 'another method'}"
+    return _respond(request, exc.status_code, code, message, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.json_schema import SkipJsonSchema
 
 from modelspec import ModelSpec
 from modelspec.spec import FORMAT_VERSION
+from modelspec.trust import Trust
 
 
 class ErrorDetail(BaseModel):
@@ -26,12 +29,36 @@ class ModelRef(BaseModel):
 class Prediction(BaseModel):
     label: str
     index: int
-    score: float = Field(description="Softmax probability.")
+    score: float = Field(
+        description="Probability: calibrated (softmax of the logits divided by the model's temperature) when the "
+        "model's detail says calibrated: true, the plain softmax otherwise."
+    )
+
+
+class PredictionSet(BaseModel):
+    coverage: float = Field(description="The coverage level asked for.")
+    labels: list[str] = Field(description="The labels of the set, in class order; always holds the top-1 label.")
+    indices: list[int] = Field(description="Their class indices.")
 
 
 class PredictResult(BaseModel):
     file: str | None = Field(description="The multipart file name, if any.")
     predictions: list[Prediction] | None = Field(default=None, description="Best first; absent on error.")
+    ood_score: float | None = Field(
+        default=None,
+        description="How unlike the training images this image is (higher: less like them); null when the model "
+        "has no out-of-distribution reference. Absent on error.",
+    )
+    out_of_distribution: bool | None = Field(
+        default=None,
+        description="ood_score above the model's threshold (set so that 95 % of validation images pass); null "
+        "when the model has no out-of-distribution reference. Absent on error.",
+    )
+    prediction_set: PredictionSet | None = Field(
+        default=None,
+        description="With coverage: the labels that together hold the true one at that rate, on average over "
+        "images like the validation images (split conformal). Absent otherwise and on error.",
+    )
     error: ErrorDetail | None = None
 
 
@@ -68,6 +95,8 @@ class ModelSummary(BaseModel):
     architecture: str
     num_classes: int
     backend: str
+    precision: Literal["fp32", "int8"] = Field(description="The graph served: fp32, or the bundle's int8 one.")
+    precision_reason: str = Field(description="Why this precision (IMGCLF_PRECISION, the int8 bound, the speed).")
 
 
 class ModelList(BaseModel):
@@ -88,10 +117,26 @@ class ModelDetail(ModelSpec):
     default: bool
     backend: str
     device: str
+    precision: Literal["fp32", "int8"] = Field(description="The graph served: fp32, or the bundle's int8 one.")
+    precision_reason: str = Field(
+        description="Why this precision: IMGCLF_PRECISION, whether int8 is within its bound, and its speed measured "
+        "here at load (e.g. 'int8: within its bound (0.58 top-1 points lost on test); 1.90x fp32's speed at "
+        "batch 1, ...')."
+    )
     loaded_at: str
     loaded_versions: list[int]
     available_versions: list[int]
     failed_versions: list[LoadFailureInfo] = Field(description="Versions refused at load, and why.")
+    trust: Trust | None = Field(
+        default=None, description="Calibration, conformal and OOD data of the bundle; null when it has none."
+    )
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Whether served probabilities are temperature-scaled (trust.calibration is present)."
+    )
+    @property
+    def calibrated(self) -> bool:
+        return self.trust is not None and self.trust.calibration is not None
 
 
 class Health(BaseModel):

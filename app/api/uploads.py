@@ -45,6 +45,10 @@ class NotAFileError(UploadError):
     code = "not_a_file"
 
 
+class UnknownFieldError(UploadError):
+    code = "unknown_field"
+
+
 class PayloadTooLargeError(UploadError):
     code = "payload_too_large"
 
@@ -83,6 +87,19 @@ class DisconnectWatch:
                 self._waiting.exception()  # retrieved: no "exception was never retrieved" warning
 
 
+FILE_FIELDS = ("file", "files")
+"""The multipart fields that hold images (``file``, the documented one; ``files`` is accepted too)."""
+
+
+def _unknown_field_message(field_name: str, is_file: bool) -> str:
+    if is_file:
+        return f"the multipart field {field_name!r} is not read; name each image's field 'file' (curl -F file=@a.jpg)"
+    return (
+        f"the multipart field {field_name!r} is not read: images go in 'file' fields (curl -F file=@photo.jpg) "
+        "and options in the query string (e.g. ?top_k=3)"
+    )
+
+
 HOW_TO_SEND = (
     "send images as multipart/form-data 'file' fields (curl -F file=@photo.jpg) "
     "or as a raw body with an image/* content type (curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg')"
@@ -100,9 +117,19 @@ async def read_uploads(request: Request, max_images: int) -> list[Upload]:
         uploads = []
     else:
         raise UnsupportedMediaTypeError(f"content type {media_type!r} is not accepted; {HOW_TO_SEND}")
-    if not uploads or (len(uploads) == 1 and not uploads[0].data):
+    if not uploads:
         raise EmptyBodyError(f"the request holds no image; {HOW_TO_SEND}")
+    if len(uploads) == 1 and not uploads[0].data:
+        raise EmptyBodyError(_empty_message(uploads[0]))
     return uploads
+
+
+def _empty_message(upload: Upload) -> str:
+    """One empty image: say that it is empty (the request was sent the right way)."""
+    if upload.filename is None:
+        return "the request body is empty (0 bytes); send the image's bytes (curl --data-binary @photo.jpg)"
+    named = f"the file {upload.filename!r}" if upload.filename else "the uploaded file"
+    return f"{named} is empty (0 bytes); check that it is the image you meant to send"
 
 
 async def _read_multipart(request: Request, max_images: int) -> list[Upload]:
@@ -115,10 +142,11 @@ async def _read_multipart(request: Request, max_images: int) -> list[Upload]:
     try:
         uploads = []
         for field_name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                uploads.append(Upload(filename=value.filename, data=await value.read()))
-            elif field_name in ("file", "files"):
+            if field_name not in FILE_FIELDS:
+                raise UnknownFieldError(_unknown_field_message(field_name, isinstance(value, UploadFile)))
+            if not isinstance(value, UploadFile):
                 raise NotAFileError(f"the '{field_name}' field holds text, not a file; {HOW_TO_SEND}")
+            uploads.append(Upload(filename=value.filename, data=await value.read()))
         return uploads
     finally:
         await form.close()

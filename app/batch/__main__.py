@@ -18,6 +18,7 @@ from app.batch.rows import RowOptions
 from app.config import Settings
 from app.engine.registry import ModelLookupError
 from modelspec import BundleError
+from modelspec.trust import CoverageError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -41,6 +42,13 @@ def parser() -> argparse.ArgumentParser:
         help="also write each image's embedding: a Parquet column, or FILE.embeddings.npy beside a CSV or JSONL",
     )
     p.add_argument("--normalize", action="store_true", help="scale embeddings to unit length (cosine = dot product)")
+    p.add_argument(
+        "--coverage",
+        type=float,
+        metavar="LEVEL",
+        help="add each image's prediction set at this coverage level, e.g. 0.9 (models exported with a "
+        "validation split; the levels served are in the model's trust.conformal)",
+    )
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue an interrupted run: skip images already done")
     again.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -73,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         input=args.input,
         output=args.output,
         model=args.model,
-        options=RowOptions(top_k=args.top_k, embeddings=args.embeddings, normalize=args.normalize),
+        options=RowOptions(
+            top_k=args.top_k, embeddings=args.embeddings, normalize=args.normalize, coverage=args.coverage
+        ),
         resume=args.resume,
         overwrite=args.overwrite,
         engine=args.engine,
@@ -84,7 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         summary = run_job(job, settings, sys.stderr)
-    except (InputError, OutputError, ModelLookupError, ModelArgumentError, BundleError, EngineUnavailableError) as exc:
+    except (
+        InputError,
+        OutputError,
+        ModelLookupError,
+        ModelArgumentError,
+        BundleError,
+        EngineUnavailableError,
+        CoverageError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -14,13 +14,17 @@ import pyarrow as pa
 from app.batch.rows import ResultRow
 
 
-def schema(embeddings: bool) -> pa.Schema:
+def schema(embeddings: bool, coverage: bool = False) -> pa.Schema:
+    """The columns: ``prediction_set`` with a coverage, ``embedding`` with embeddings."""
     fields = [
         pa.field("path", pa.string(), nullable=False),
         pa.field("model", pa.string(), nullable=False),
         pa.field("labels", pa.list_(pa.string())),
         pa.field("indices", pa.list_(pa.int32())),
         pa.field("scores", pa.list_(pa.float32())),
+        pa.field("ood_score", pa.float64()),
+        pa.field("out_of_distribution", pa.bool_()),
+        *([pa.field("prediction_set", pa.list_(pa.string()))] if coverage else []),
         pa.field("error_code", pa.string()),
         pa.field("error_message", pa.string()),
     ]
@@ -29,7 +33,7 @@ def schema(embeddings: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def to_table(rows: Sequence[ResultRow], embeddings: bool) -> pa.Table:
+def to_table(rows: Sequence[ResultRow], embeddings: bool, coverage: bool = False) -> pa.Table:
     columns: dict[str, pa.Array] = {
         "path": pa.array([row.path for row in rows], pa.string()),
         "model": pa.array([row.model for row in rows], pa.string()),
@@ -43,6 +47,8 @@ def to_table(rows: Sequence[ResultRow], embeddings: bool) -> pa.Table:
             [np.array([p[2] for p in row.predictions], np.float32) if row.ok else None for row in rows],
             pa.list_(pa.float32()),
         ),
+        "ood_score": pa.array([row.ood_score for row in rows], pa.float64()),
+        "out_of_distribution": pa.array([row.out_of_distribution for row in rows], pa.bool_()),
         "error_code": pa.array([row.error_code for row in rows], pa.string()),
         "error_message": pa.array([row.error_message for row in rows], pa.string()),
     }
@@ -51,7 +57,12 @@ def to_table(rows: Sequence[ResultRow], embeddings: bool) -> pa.Table:
             [None if row.embedding is None else np.asarray(row.embedding, np.float32) for row in rows],
             pa.list_(pa.float32()),
         )
-    return pa.table(columns, schema=schema(embeddings))
+    if coverage:
+        columns["prediction_set"] = pa.array(
+            [list(row.prediction_set) if row.prediction_set is not None else None for row in rows],
+            pa.list_(pa.string()),
+        )
+    return pa.table(columns, schema=schema(embeddings, coverage))
 
 
 def from_table(table: pa.Table) -> list[ResultRow]:
@@ -62,7 +73,20 @@ def from_table(table: pa.Table) -> list[ResultRow]:
         labels, indices, scores = data["labels"][i], data["indices"][i], data["scores"][i]
         predictions = tuple(zip(labels, indices, scores, strict=True)) if labels is not None else ()
         code, message = data["error_code"][i], data["error_message"][i]
-        rows.append(ResultRow(data["path"][i], data["model"][i], predictions, code, message, vectors[i]))
+        members = data["prediction_set"][i] if "prediction_set" in data else None
+        rows.append(
+            ResultRow(
+                data["path"][i],
+                data["model"][i],
+                predictions,
+                code,
+                message,
+                vectors[i],
+                ood_score=data["ood_score"][i],
+                out_of_distribution=data["out_of_distribution"][i],
+                prediction_set=tuple(members) if members is not None else None,
+            )
+        )
     return rows
 
 

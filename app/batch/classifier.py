@@ -19,6 +19,7 @@ from app.config import Settings
 from app.engine.inference import ImageFile, InferencePipeline
 from app.engine.metrics import Metrics
 from app.engine.model import LoadedModel
+from app.engine.trust import assess
 
 RowSink = Callable[[list[ResultRow]], None]
 
@@ -69,7 +70,12 @@ class Classifier:
         # No shedding here: the job bounds its own work in flight, and every chunk is wanted however long it waits.
         inference = await self._pipeline.run(lambda: self.model, inputs, queue_timeout=math.inf)
         labels = self.model.spec.labels
-        return [result_row(outcome, self._model_id, labels, self.options) for outcome in inference.outcomes]
+        outcomes = inference.outcomes
+        trusts = assess(self.model.scorer, outcomes, self.options.coverage, self.model.trust_recorder)
+        return [
+            result_row(outcome, trust, self._model_id, labels, self.options)
+            for outcome, trust in zip(outcomes, trusts, strict=True)
+        ]
 
     def close(self) -> None:
         self._pipeline.close()

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# Images a folder or a glob picks up, by extension (case-insensitive), as torchvision's ImageFolder does: a
-# dataset folder's README or labels.csv is not an image. A path listed in a text file is taken whatever its name,
-# and a file that is not an image gets an error row.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".mpo"})
+from modelspec.decode import IMAGE_EXTENSIONS, is_image_name
+
+# A folder or a glob picks up images by extension (case-insensitive; modelspec.decode keeps the one list), as
+# torchvision's ImageFolder does: a dataset folder's README or labels.csv is not an image. A path listed in a text
+# file is taken whatever its name, and a file that is not an image gets an error row.
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -33,37 +35,71 @@ class ImagePath:
     """Where to read it (absolute, so another process or machine with the same mounts reads the same file)."""
 
 
+@dataclass(frozen=True)
+class Listing:
+    images: list[ImagePath]
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Files a folder or a glob held that are not images by their extension, by extension (``.pdf``)."""
+
+
+def skipped_text(skipped: Counter[str]) -> str:
+    """``skipped 3 files: 2 .pdf, 1 .docx``."""
+    total = sum(skipped.values())
+    kinds = ", ".join(f"{n:,} {extension}" for extension, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"skipped {total:,} file{'s' if total != 1 else ''}: {kinds}"
+
+
 def list_images(spec: str) -> list[ImagePath]:
     """The images ``spec`` names: a folder, a glob pattern, or a text file of paths (see the module docstring)."""
+    return scan_inputs(spec).images
+
+
+def scan_inputs(spec: str) -> Listing:
+    """The images ``spec`` names, and the files it skipped by extension; an ``InputError`` if it names no image."""
     path = Path(spec)
+    skipped: Counter[str] = Counter()
     if path.is_dir():
-        names = sorted(_walk(path))
+        names = sorted(_walk(path, skipped))
+        if not names:
+            raise InputError(_no_image(f"no image file in {spec}", skipped))
     elif path.is_file():
         names = _read_listing(path) if path.suffix.lower() in LIST_EXTENSIONS else [spec]
     elif GLOB_CHARACTERS & set(spec):
-        names = sorted(
-            name for name in glob.glob(spec, recursive=True) if _is_image_name(name) and Path(name).is_file()
-        )
+        files = [name for name in glob.glob(spec, recursive=True) if Path(name).is_file()]
+        names = sorted(name for name in files if is_image_name(name))
+        skipped.update(_extension(name) for name in files if not is_image_name(name))
         if not names:
-            raise InputError(f"no image file matches {spec!r} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise InputError(_no_image(f"no image file matches {spec!r}", skipped))
     else:
         raise InputError(
             f"{spec} does not exist; pass a folder of images, a glob pattern in quotes ('photos/**/*.jpg') "
             "or a text file listing one image path per line"
         )
-    return [ImagePath(name, Path(os.path.abspath(name))) for name in dict.fromkeys(names)]
+    return Listing([ImagePath(name, Path(os.path.abspath(name))) for name in dict.fromkeys(names)], skipped)
 
 
-def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def _no_image(what: str, skipped: Counter[str]) -> str:
+    found = f" ({skipped_text(skipped)})" if skipped else ""
+    return f"{what}{found}; images are read by extension: {', '.join(sorted(IMAGE_EXTENSIONS))}"
 
 
-def _walk(folder: Path) -> list[str]:
-    """Image files under ``folder``, hidden files and folders skipped, symbolic links to folders not followed."""
+def _extension(name: str) -> str:
+    return os.path.splitext(name)[1].lower() or "without extension"
+
+
+def _walk(folder: Path, skipped: Counter[str]) -> list[str]:
+    """Image files under ``folder``, hidden files and folders skipped, symbolic links to folders not followed;
+    ``skipped`` counts the other files by extension."""
     found: list[str] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(root, f) for f in files if not f.startswith(".") and _is_image_name(f))
+        for name in files:
+            if name.startswith("."):
+                continue
+            if is_image_name(name):
+                found.append(os.path.join(root, name))
+            else:
+                skipped[_extension(name)] += 1
     return found
 
 

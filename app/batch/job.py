@@ -10,7 +10,7 @@ from typing import Protocol, TextIO
 
 from app.batch.classifier import RowSink
 from app.batch.extras import EngineUnavailableError, available
-from app.batch.inputs import ImagePath, list_images
+from app.batch.inputs import ImagePath, scan_inputs, skipped_text
 from app.batch.model_choice import resolve_bundle
 from app.batch.outputs import OutputError, check_output, embeddings_path, format_of, open_output
 from app.batch.progress import Progress
@@ -18,6 +18,7 @@ from app.batch.rows import ResultRow, RowOptions, model_id
 from app.batch.summary import Summary
 from app.batch.writer import Writer
 from app.config import Settings
+from app.engine.trust import check_coverage, scorer_for
 from modelspec import Bundle
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,13 @@ def start_engine(job: BatchJob, settings: Settings, bundle: Bundle) -> Engine:
 
 
 def run_job(job: BatchJob, settings: Settings, progress_stream: TextIO) -> Summary:
-    """Run ``job``; raises ``InputError``, ``OutputError`` or a model lookup error before any work starts."""
+    """Run ``job``; raises ``InputError``, ``OutputError``, a model lookup error or ``CoverageError`` (a level the
+    model cannot serve) before any work starts."""
     check_output(job.output, resume=job.resume, overwrite=job.overwrite)  # before anything is loaded
-    images = list_images(job.input)
+    listing = scan_inputs(job.input)
+    images = listing.images
     bundle = resolve_bundle(settings, job.model)
+    check_coverage(scorer_for(bundle), job.options.coverage)
     this_model = model_id(bundle.name, bundle.version)
     engine = start_engine(job, settings, bundle)
     try:
@@ -92,6 +96,9 @@ def run_job(job: BatchJob, settings: Settings, progress_stream: TextIO) -> Summa
     described = str(job.output) + (f" (+ {embeddings_path(job.output).name})" if _npy_beside(job) else "")
     summary = Summary(model=this_model, engine=engine.description, output=described)
     summary.skipped = len(images) - len(pending)
+    summary.skipped_files = listing.skipped
+    if listing.skipped:
+        logger.info("%s (not image files by their extension)", skipped_text(listing.skipped))
     if summary.skipped:
         logger.info("resuming: %d of %d images are already in %s", summary.skipped, len(images), job.output)
     progress = Progress(len(pending), progress_stream, enabled=not job.quiet)

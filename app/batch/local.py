@@ -23,8 +23,9 @@ class LocalEngine:
 
     @property
     def description(self) -> str:
-        backend = self._classifier.model.backend
-        return f"local engine, {backend.name} on {backend.device}"
+        model = self._classifier.model
+        backend, precision = model.backend, model.precision
+        return f"local engine, {backend.name} on {backend.device}, {precision.precision} ({precision.reason})"
 
     def run(self, images: Sequence[ImagePath], emit: RowSink) -> None:
         asyncio.run(self._classifier.run(images, emit))

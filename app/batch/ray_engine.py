@@ -65,7 +65,7 @@ class BundleActor:
         images = [ImagePath(name, Path(file)) for name, file in zip(columns["path"], columns["file"], strict=True)]
         rows: list[ResultRow] = []
         self._loop.run_until_complete(self._classifier.run(images, rows.extend))
-        return to_table(rows, self._options.embeddings)
+        return to_table(rows, self._options.embeddings, self._options.coverage is not None)
 
 
 class RayEngine:
@@ -102,7 +102,10 @@ class RayEngine:
 
     @property
     def description(self) -> str:
-        return f"ray engine, {self.actors} actors x {self.cpus_per_actor} CPU"
+        return (
+            f"ray engine, {self.actors} actors x {self.cpus_per_actor} CPU, precision "
+            f"{self._settings.precision} (each actor chooses as the service does)"
+        )
 
     def run(self, images: Sequence[ImagePath], emit: RowSink) -> None:
         if not images:

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.batch.inputs import skipped_text
 from app.batch.rows import ResultRow
 
 TOP_LABELS = 10
@@ -18,6 +19,7 @@ class Summary:
     engine: str
     output: str
     skipped: int = 0
+    skipped_files: Counter[str] = field(default_factory=Counter)  # by extension: not images
     images: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     top1: Counter[str] = field(default_factory=Counter)
@@ -59,6 +61,8 @@ class Summary:
                 + ", ".join(f"{label} {n:,}" for label, n in common)
                 + (f" (+{rest:,} other labels)" if rest > 0 else "")
             )
+        if self.skipped_files:
+            lines.append(f"{skipped_text(self.skipped_files)} (not image files by their extension)")
         if self.skipped:
             lines.append(f"skipped (already in the output): {self.skipped:,}")
         lines.append(f"output: {self.output}")

@@ -18,12 +18,14 @@ class Writer:
         self._output = output
         self._queue: queue.SimpleQueue[Sequence[ResultRow] | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
+        self._raised = False
         self._thread = threading.Thread(target=self._work, name="batch-writer", daemon=True)
         self._thread.start()
 
     def put(self, rows: Sequence[ResultRow]) -> None:
         """Queue ``rows``; raises the error of an earlier write (a full disk), which stops the run."""
         if self._error is not None:
+            self._raised = True
             raise self._error
         self._queue.put(rows)
 
@@ -31,7 +33,12 @@ class Writer:
         """Write what is queued, stop, and raise the error of any write that failed."""
         self._queue.put(_STOP)
         self._thread.join()
-        if self._error is not None:
+        self._raise()
+
+    def _raise(self) -> None:
+        """Raise a failed write's error unless ``put`` raised it already (it stopped the run): not logged twice."""
+        if self._error is not None and not self._raised:
+            self._raised = True
             raise self._error
 
     def _work(self) -> None:

@@ -38,7 +38,6 @@ import numpy.typing as npt
 
 from app.engine.inference import InferenceFailedError, ModelReloadingError
 from app.engine.model import LoadedModel
-from app.engine.postprocess import softmax
 from modelspec import Preprocessing
 from modelspec.preprocess import Float32Array
 
@@ -211,7 +210,8 @@ async def explain_occlusion(
 async def _probabilities(
     model: LoadedModel, batch: Float32Array, still_loaded: Callable[[], bool], executor: Executor | None
 ) -> npt.NDArray[np.float64]:
-    """Softmax probabilities (float64) of each image of ``batch``, from the backend's shared-load session."""
+    """Probabilities (float64, calibrated where the model is, as predictions are) of each image of ``batch``, from
+    the backend's shared-load session."""
     try:
         logits, _ = await asyncio.get_running_loop().run_in_executor(executor, model.backend.run, batch)
     except Exception as exc:
@@ -219,7 +219,7 @@ async def _probabilities(
             raise ModelReloadingError("the model was reloaded during the explanation; send it again") from exc
         logger.exception("an explanation failed on %s version %d", model.name, model.version)
         raise InferenceFailedError("the model failed on this input; it has been logged") from exc
-    return np.stack([softmax(row.astype(np.float64)) for row in logits])
+    return model.scorer.probabilities(logits)
 
 
 BACKGROUND_NICENESS = 10

@@ -19,8 +19,11 @@ from app.config import Settings
 from app.engine.admission import Admission
 from app.engine.backends import Backend, create_backend
 from app.engine.batching import Batcher
-from app.engine.metrics import Metrics
+from app.engine.metrics import Metrics, TrustRecorder
+from app.engine.precision import PrecisionChoice
+from app.engine.trust import scorer_for
 from modelspec import Bundle, BundleError, ModelSpec, read_bundle
+from modelspec.trust import TrustScorer
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class LoadedModel:
     bundle: Bundle
     backend: Backend
     batcher: Batcher
+    scorer: TrustScorer = field(default_factory=lambda: TrustScorer(None))
+    """Calibration, prediction sets and OOD score (``app.engine.trust``): plain softmax for a bundle without."""
+    trust_recorder: TrustRecorder | None = None
     loaded_at: str = field(default_factory=now)
     admission: Admission = field(default_factory=lambda: Admission(max_slots=1 << 30, max_waiting=0, timeout=0))
 
@@ -51,6 +57,11 @@ class LoadedModel:
     @property
     def spec(self) -> ModelSpec:
         return self.bundle.spec
+
+    @property
+    def precision(self) -> PrecisionChoice:
+        """The graph served (fp32 or int8) and why: what the metadata reports and the trust scorer must match."""
+        return self.backend.precision
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -78,6 +89,7 @@ def load_model(
     bundle = read_bundle(path)
     backend = (backend_factory or create_backend)(settings, bundle)
     try:
+        scorer = scorer_for(bundle, backend.precision.precision)  # the statistics of the precision served
         check_outputs(bundle, backend)
         if settings.warmup:
             backend.warm_up(input_shape(bundle), settings.max_batch_size)
@@ -102,15 +114,23 @@ def load_model(
         name=f"{bundle.name} version {bundle.version}",
     )
     logger.info(
-        "loaded %s version %d (%s on %s, %d classes) in %.2f s",
+        "loaded %s version %d (%s %s on %s, %d classes) in %.2f s",
         bundle.name,
         bundle.version,
         backend.name,
+        backend.precision.precision,
         backend.device,
         bundle.spec.num_classes,
         time.perf_counter() - started,
     )
-    return LoadedModel(bundle=bundle, backend=backend, batcher=batcher, admission=admission)
+    return LoadedModel(
+        bundle=bundle,
+        backend=backend,
+        batcher=batcher,
+        scorer=scorer,
+        trust_recorder=metrics.trust_observer(bundle.name, bundle.version),
+        admission=admission,
+    )
 
 
 def check_outputs(bundle: Bundle, backend: Backend) -> None:

@@ -7,6 +7,7 @@ the batch command, explanations) computes the same numbers.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from modelspec.preprocess import Float32Array
 
@@ -23,9 +24,9 @@ def probabilities(logits: Float32Array) -> Float32Array:
     return result
 
 
-def top_k(logits: Float32Array, k: int) -> list[tuple[int, float]]:
-    """The ``k`` most probable classes, best first, as ``(index, probability)``."""
-    scores = probabilities(logits)
+def top_k(scores: npt.NDArray[np.floating], k: int) -> list[tuple[int, float]]:
+    """The ``k`` most probable classes of one image's probabilities (``app.engine.trust``: calibrated where the
+    bundle is), best first, as ``(index, probability)``."""
     k = min(k, len(scores))
     candidates = np.argpartition(-scores, k - 1)[:k]
     best = candidates[np.argsort(-scores[candidates], kind="stable")]

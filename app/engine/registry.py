@@ -12,6 +12,7 @@ finish their queued requests before they stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import ClassVar
 from app.config import Settings
 from app.engine.metrics import Metrics
 from app.engine.model import BackendFactory, LoadedModel, load_model, now
+from app.engine.suggest import did_you_mean
 from modelspec import BundleError, list_models, versions_to_open
 
 logger = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ def find_versions(
             raise NotReadyError(wording.no_default(default, names))
     versions = catalogue.get(name)
     if not versions:
-        raise ModelNotFoundError(wording.no_model(name, names))
+        raise ModelNotFoundError(wording.no_model(name, names) + did_you_mean(name, names))
     chosen = versions_to_open(versions, version)
     if not chosen:
         raise VersionNotFoundError(wording.no_version(name, version, sorted(versions)))
@@ -205,11 +207,22 @@ class ModelRegistry:
             self._failures = {n: f for n, f in self._failures.items() if n in on_disk}
             self._models = MappingProxyType({n: MappingProxyType(v) for n, v in sorted(updated.items())})
             self._metrics.models_loaded.set(sum(len(v) for v in updated.values()))
+            self._report_precisions(retired, updated)
             for model in retired:
                 report.unloaded.append((model.name, model.version))
                 logger.info("unloading %s version %d", model.name, model.version)
                 threading.Thread(target=model.close, name=f"unload-{model.name}", daemon=True).start()
             return report
+
+    def _report_precisions(self, retired: list[LoadedModel], loaded: dict[str, dict[int, LoadedModel]]) -> None:
+        """``imgclf_model_precision_info``: one series per loaded version, gone with the version."""
+        gauge = self._metrics.model_precision
+        for model in retired:
+            with contextlib.suppress(KeyError):
+                gauge.remove(model.name, str(model.version), model.precision.precision)
+        for versions in loaded.values():
+            for model in versions.values():
+                gauge.labels(model.name, str(model.version), model.precision.precision).set(1)
 
     def _refresh_model(
         self, name: str, versions: list[int], loaded: dict[int, LoadedModel], report: RefreshReport

@@ -72,9 +72,12 @@ export async function readModel(name, version) {
   return (await call(modelPath(name) + query({ version }))).json();
 }
 
-/** The top-k of one image: ``{model, results: [{file, predictions}]}``. */
-export async function predict(name, version, file, topK) {
-  const path = modelPath(name, "predict") + query({ version, top_k: topK });
+/**
+ * The top-k of one image: ``{model, results: [{file, predictions, ood_score, out_of_distribution,
+ * prediction_set?}]}``; ``coverage`` (e.g. 0.9, or null) asks for a prediction set.
+ */
+export async function predict(name, version, file, topK, coverage = null) {
+  const path = modelPath(name, "predict") + query({ version, top_k: topK, coverage });
   return (await call(path, { method: "POST", body: imageForm(file) })).json();
 }
 

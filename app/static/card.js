@@ -1,6 +1,6 @@
 // The model card: everything the bundle says about the model (GET /v1/models/{name}), in sections.
 
-import { confusionMatrix, lineChart } from "./charts.js";
+import { confusionMatrix, lineChart, reliabilityDiagram } from "./charts.js";
 import { definitions, el, percent, table } from "./dom.js";
 
 const MAX_ROWS_SHOWN = 100; // the per-class table of a 1000-class model is a scroll box, not a page
@@ -21,6 +21,7 @@ function architecture(detail) {
       ["Classes", `${detail.num_classes} classes`],
       ["Embedding", `${detail.embedding_size} numbers per image`],
       ["Served by", `${detail.backend} on ${detail.device}, loaded ${detail.loaded_at}`],
+      ["Precision", detail.precision_reason || detail.precision],
     ]),
   );
 }
@@ -137,6 +138,34 @@ function metricsSection(detail) {
   return section("Validation metrics", ...parts);
 }
 
+function calibration(detail) {
+  const c = detail.trust && detail.trust.calibration;
+  if (!c) {
+    return section(
+      "Calibration",
+      el(
+        "p",
+        { class: "note not-calibrated" },
+        "Not calibrated: this bundle has no validation data to calibrate on (pretrained weights, or an older export), so its scores are the plain softmax and may be over-confident.",
+      ),
+    );
+  }
+  const bins = c.reliability_after;
+  return section(
+    "Calibration",
+    definitions([
+      ["Temperature", c.temperature.toFixed(3)],
+      ["Expected calibration error", `${c.ece_before.toFixed(3)} before, ${c.ece_after.toFixed(3)} after (15 bins, ${c.images} validation images)`],
+      ["Negative log-likelihood", `${c.nll_before.toFixed(3)} before, ${c.nll_after.toFixed(3)} after`],
+    ]),
+    reliabilityDiagram({
+      title: "Reliability diagram (validation, calibrated)",
+      description: `Accuracy against confidence in ${bins.counts.length} bins; the diagonal is perfect calibration. ECE ${c.ece_after.toFixed(3)}.`,
+      bins,
+    }),
+  );
+}
+
 function hyperparameters(detail) {
   if (!Object.keys(detail.hyperparameters || {}).length) return null;
   return section(
@@ -153,6 +182,7 @@ export function renderCard(container, detail) {
     labels(detail),
     preprocessing(detail),
     metricsSection(detail),
+    calibration(detail),
     provenance(detail),
     hyperparameters(detail),
   );

@@ -107,3 +107,43 @@ export function confusionMatrix(matrix, labels) {
   });
   return chart;
 }
+
+/**
+ * A reliability diagram: per confidence bin (``bins``: edges, counts, confidence, accuracy), a bar of the bin's
+ * accuracy, against the diagonal where accuracy equals confidence. Empty bins are left out.
+ */
+export function reliabilityDiagram({ title, description, bins }) {
+  const size = 220;
+  const plot = size - MARGIN.left - MARGIN.right;
+  const sx = (x) => MARGIN.left + x * plot;
+  const sy = (y) => MARGIN.top + plot - y * plot;
+  const height = MARGIN.top + plot + MARGIN.bottom;
+  const chart = svg("svg", { viewBox: `0 0 ${size} ${height}`, class: "chart reliability", role: "img", "aria-label": `${title}. ${description}` });
+  chart.append(svg("title", {}, title));
+  for (const tick of [0, 0.5, 1]) {
+    chart.append(
+      svg("text", { x: MARGIN.left - 6, y: sy(tick) + 4, "text-anchor": "end", class: "tick" }, tick),
+      svg("text", { x: sx(tick), y: sy(0) + 16, "text-anchor": "middle", class: "tick" }, tick),
+    );
+  }
+  bins.counts.forEach((count, i) => {
+    if (!count) return;
+    const [low, high] = [bins.edges[i], bins.edges[i + 1]];
+    const accuracy = bins.accuracy[i];
+    chart.append(
+      svg(
+        "rect",
+        { x: sx(low), y: sy(accuracy), width: sx(high) - sx(low), height: sy(0) - sy(accuracy), class: "bin" },
+        svg("title", {}, `confidence ${low.toFixed(2)}–${high.toFixed(2)}: ${count} images, accuracy ${(accuracy * 100).toFixed(1)}%, mean confidence ${(bins.confidence[i] * 100).toFixed(1)}%`),
+      ),
+    );
+  });
+  chart.append(
+    svg("line", { x1: sx(0), y1: sy(0), x2: sx(1), y2: sy(1), class: "marker" }),
+    svg("line", { x1: sx(0), x2: sx(1), y1: sy(0), y2: sy(0), class: "axis" }),
+    svg("line", { x1: sx(0), x2: sx(0), y1: sy(1), y2: sy(0), class: "axis" }),
+    svg("text", { x: MARGIN.left + plot / 2, y: height - 4, "text-anchor": "middle", class: "axis-label" }, "confidence"),
+    svg("text", { x: 12, y: MARGIN.top + plot / 2, transform: `rotate(-90 12 ${MARGIN.top + plot / 2})`, "text-anchor": "middle", class: "axis-label" }, "accuracy"),
+  );
+  return chart;
+}

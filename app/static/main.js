@@ -10,6 +10,7 @@ const ui = {
   model: $("model"),
   version: $("version"),
   topK: $("top-k"),
+  coverage: $("coverage"),
   summary: $("model-summary"),
   pageError: $("page-error"),
   dropzone: $("dropzone"),
@@ -42,13 +43,24 @@ function fillVersions() {
   ui.version.disabled = versions.length < 2;
 }
 
+/** Prediction sets only for a model with conformal data, and only at the levels it serves. */
+function offerCoverage(detail) {
+  const conformal = detail.trust && detail.trust.conformal;
+  const highest = conformal ? conformal.images / (conformal.images + 1) : 0;
+  for (const option of ui.coverage.options) option.disabled = option.value !== "" && Number(option.value) > highest;
+  if (ui.coverage.selectedOptions[0]?.disabled) ui.coverage.value = "";
+  ui.coverage.disabled = !conformal;
+  ui.coverage.title = conformal ? "" : "This model has no conformal calibration data: retrain it with imgclf to get prediction sets.";
+}
+
 async function showModel() {
   const { name, version } = chosen();
   if (!name) return;
   try {
     const detail = await readModel(name, version);
-    ui.summary.textContent = `${detail.name} version ${detail.version}: ${detail.architecture.name}, ${detail.num_classes} classes, ${detail.backend} on ${detail.device}.`;
+    ui.summary.textContent = `${detail.name} version ${detail.version}: ${detail.architecture.name}, ${detail.num_classes} classes, ${detail.backend} ${detail.precision} on ${detail.device}.`;
     renderCard(ui.cardBody, detail);
+    offerCoverage(detail);
     showPageError(null);
   } catch (error) {
     showPageError(error);
@@ -83,11 +95,12 @@ function classify(files) {
   }
   const model = chosen();
   const topK = Number(ui.topK.value);
+  const coverage = ui.coverage.value ? Number(ui.coverage.value) : null;
   announce(`Classifying ${images.length} image${images.length > 1 ? "s" : ""}…`);
   for (const file of images) {
     const view = new ResultView(ui.template, file, model, announce);
     ui.results.prepend(view.node);
-    view.classify(topK);
+    view.classify(topK, coverage);
   }
 }
 

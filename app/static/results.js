@@ -38,6 +38,8 @@ export class ResultView {
     this.caption = this.node.querySelector(".caption");
     this.bars = this.node.querySelector(".bars");
     this.error = this.node.querySelector(".error");
+    this.badge = this.node.querySelector(".badge");
+    this.set = this.node.querySelector(".set");
     this.name = file.name || "pasted image";
     this.node.querySelector(".name").textContent = this.name;
     this.node.querySelector(".meta").textContent = `${model.name}, version ${model.version}`;
@@ -47,19 +49,29 @@ export class ResultView {
     this.photo.addEventListener("error", () => {
       this.node.querySelector(".frame").hidden = true;
     });
+    // A picture smaller than its box (a 28 px digit) is scaled up with crisp pixels, not left a speck.
+    this.photo.addEventListener("load", () => this.fitSmall());
     this.photo.src = this.url;
     this.caption.textContent = "As uploaded";
     this.pressed = null;
     this.overlays = new Map(); // class index -> explanation
   }
 
-  async classify(topK) {
+  fitSmall() {
+    const box = this.node.querySelector(".frame").clientWidth || 352;
+    const { naturalWidth: width, naturalHeight: height } = this.photo;
+    this.photo.classList.toggle("small", width > 0 && width < box && height < box);
+  }
+
+  async classify(topK, coverage = null) {
     this.node.setAttribute("aria-busy", "true");
     this.caption.textContent = "Classifying…";
     try {
-      const answer = await predict(this.model.name, this.model.version, this.file, topK);
+      const answer = await predict(this.model.name, this.model.version, this.file, topK, coverage);
       this.model = answer.model;
-      this.showPredictions(answer.results[0].predictions);
+      const result = answer.results[0];
+      this.showPredictions(result.predictions);
+      this.showTrust(result);
     } catch (error) {
       this.showError(error);
     } finally {
@@ -72,6 +84,24 @@ export class ResultView {
     for (const prediction of predictions) this.bars.append(this.bar(prediction));
     const summary = predictions.slice(0, 3).map((p) => `${p.label} ${percent(p.score)}`).join(", ");
     this.announce(`${this.name}: ${summary}`);
+  }
+
+  /** The OOD badge (only when the image is flagged) and the prediction set (only when a coverage was chosen). */
+  showTrust(result) {
+    if (result.out_of_distribution) {
+      this.badge.hidden = false;
+      this.badge.textContent = "Unlike the training images";
+      this.badge.title =
+        `Out-of-distribution score ${result.ood_score.toFixed(1)}, above the model's threshold: ` +
+        "the answer may mean little for this image.";
+      this.announce(`${this.name}: this image looks unlike the images the model was trained on`);
+    }
+    const chosen = result.prediction_set;
+    if (chosen) {
+      this.set.hidden = false;
+      const labels = chosen.labels.length > 1 ? chosen.labels.slice(0, -1).join(", ") + " or " + chosen.labels.at(-1) : chosen.labels[0];
+      this.set.textContent = `Could be: ${labels} (${percent(chosen.coverage, 0)} prediction set)`;
+    }
   }
 
   bar(prediction) {

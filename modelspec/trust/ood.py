@@ -143,6 +143,11 @@ class MahalanobisReference:
     whitening: F32  # [dims, dims]
     means: F32  # [classes, dims], whitened
     projection: Projection | None = None
+    _squared_means: F32 = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Once, not per call: for 1,000 classes this was a third of the score's time at batch 1.
+        object.__setattr__(self, "_squared_means", (self.means**2).sum(axis=1))
 
     @classmethod
     def build(
@@ -175,7 +180,7 @@ class MahalanobisReference:
         """Smallest squared Mahalanobis distance to a class mean."""
         white = _prepare(embeddings, self.projection) @ self.whitening
         # |w - m|^2 = |w|^2 - 2 w.m + |m|^2, for every class at once.
-        d2 = (white**2).sum(axis=1, keepdims=True) - 2.0 * white @ self.means.T + (self.means**2).sum(axis=1)
+        d2 = (white**2).sum(axis=1, keepdims=True) - 2.0 * white @ self.means.T + self._squared_means
         result: npt.NDArray[np.float64] = np.maximum(d2.min(axis=1), 0.0).astype(np.float64)
         return result
 

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from scripts.bench.machine import Machine
+from scripts.bench.machine import Machine, simd_flags
 
 NEW_FILE = "# Benchmarks\n"
 
@@ -61,14 +61,17 @@ def publish(section: str, output: Path | None) -> None:
 def section_header(
     heading: str, measured_by: str, started: str, machine: Machine, machine_note: str, software: Mapping[str, str]
 ) -> list[str]:
-    """The lines every benchmark section opens with: heading, what measured it and when, machine and software.
-    ``machine_note`` follows "N cores available to the process" (the load, how to read the numbers)."""
+    """The lines every benchmark section opens with: heading, what measured it and when, machine, its SIMD flags (int8
+    and fp32 kernels differ by them: AVX-512 VNNI or not) and software. ``machine_note`` follows "N cores available
+    to the process" (the load, how to read the numbers)."""
     versions = ", ".join(f"{name} {version}" for name, version in software.items())
+    flags = " ".join(simd_flags()) or "unknown (no /proc/cpuinfo flags)"
     return [
         heading,
         "",
         f"Measured by {measured_by} on {started}, everything below in one run.",
         "",
         f"- Machine: {machine.cpu}, {machine.cores} cores available to the process{machine_note}",
+        f"- CPU SIMD flags (/proc/cpuinfo): {flags}.",
         f"- Software: {versions}.",
     ]

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from modelspec import Bundle
+from tests.app.trust_bundle import TrustedModels, make_trusted_models
 
 ClientFactory = Callable[..., TestClient]
 
@@ -54,3 +56,18 @@ def make_client(models_dir: Path) -> Iterator[ClientFactory]:
 @pytest.fixture
 def client(make_client: ClientFactory) -> TestClient:
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def trusted_models(tmp_path_factory: pytest.TempPathFactory) -> TrustedModels:
+    """A models folder with ``shapes`` (trust data fitted on real outputs) and ``plain`` (the same weights, none).
+    Treat it as read-only."""
+    return make_trusted_models(tmp_path_factory.mktemp("trusted-models"))
+
+
+@pytest.fixture(scope="session")
+def int8_bundle(digits_bundle: Bundle, digits_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The trained digits bundle with an int8 graph within its bound (``digits`` version 1, alone in its folder)."""
+    from tests.app.int8_bundle import quantised_copy
+
+    return quantised_copy(digits_bundle, tmp_path_factory.mktemp("int8") / "models", digits_data / "test")

@@ -98,3 +98,23 @@ def test_a_client_that_hangs_up_is_counted_apart_and_logged_without_a_traceback(
     assert not live.metric_lines('imgclf_errors_total{code="internal_error"}')
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
     assert "client went away" in caplog.text
+
+
+def test_requests_and_urllib_read_the_413_for_a_body_many_times_the_limit(tiny_models_dir: Path) -> None:
+    """A 50 MB upload against a 2 MB limit, sent whole before the answer is read (no ``Expect: 100-continue``):
+    the refused body is drained for a bounded time, so the client reads the 413 instead of "connection reset"."""
+    import requests
+
+    limit = 2 * 1024 * 1024
+    body = b"\0" * (50 * 1024 * 1024)
+    with live_server(tiny_models_dir, max_body_bytes=limit) as server:
+        url = f"http://127.0.0.1:{server.port}/v1/predict"
+        response = requests.post(url, data=body, headers={"Content-Type": "image/jpeg"}, timeout=60)
+        assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+        status, answer = urllib_post(server, body, "image/jpeg")
+        assert status == 413 and answer["error"]["code"] == "payload_too_large"  # type: ignore[index]
+        with server.connect(timeout=30) as sock:  # a raw socket client that sends it all, then reads
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n")
+            sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            status, headers, raw = read_response(sock)
+            assert status == 413 and error_code(raw) == "payload_too_large" and headers["connection"] == "close"

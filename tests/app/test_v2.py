@@ -329,7 +329,7 @@ def test_bad_requests_get_the_protocols_error_shape_and_status(client: TestClien
 
 
 def test_wrong_method_gets_the_protocols_error_shape(client: TestClient) -> None:
-    assert_protocol_error(client.get(INFER), 405, "Method Not Allowed")
+    assert_protocol_error(client.get(INFER), 405, "GET is not allowed on /v2/models/tiny/infer; use POST")
 
 
 def test_v1_errors_keep_their_own_shape(client: TestClient) -> None:

@@ -23,6 +23,7 @@ class WrappedBackend:
         self.inner = inner
         self.name = inner.name
         self.device = inner.device
+        self.precision = inner.precision
 
     def run(self, batch: Batch) -> Outputs:
         return self.inner.run(batch)

@@ -74,10 +74,14 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
 def live_server(
     default_models_dir: Path, digits_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """``python -m app`` on a free port, serving EfficientNet-Lite0 (the default) and the digits model."""
+    """``python -m app`` on a free port, serving EfficientNet-Lite0 (the default), the digits model, and ``shapes``
+    (with trust data) and ``plain`` (the same network without) from ``tests.app.trust_bundle``."""
+    from tests.app.trust_bundle import make_trusted_models
+
     models_dir = tmp_path_factory.mktemp("browser-models")
     shutil.copytree(default_models_dir, models_dir, dirs_exist_ok=True)
     shutil.copytree(digits_bundle.path, models_dir / digits_bundle.name / str(digits_bundle.version))
+    make_trusted_models(models_dir)
     port = free_port()
     env = dict(
         os.environ,

@@ -115,7 +115,7 @@ def test_the_card_of_a_trained_model_draws_its_curves_and_confusion_matrix(deskt
     page.click("#card summary")
     card = page.locator("#card-body")
     card.get_by_text("digits", exact=True).wait_for()
-    charts = card.locator("svg.chart")
+    charts = card.locator("svg.chart:not(.reliability)")
     assert charts.count() == 2  # loss and accuracy per epoch
     epochs = int(page.evaluate("fetch('v1/models/digits').then(r => r.json()).then(d => d.metrics.history.length)"))
     assert epochs == 8
@@ -230,4 +230,20 @@ def test_drop_and_paste(desktop: BrowserPage, chelsea_jpg: Path) -> None:
     for name in ("dropped.jpg", "pasted.jpg"):
         result = page.locator(".result", has_text=name)
         assert result.locator(".bar .label").first.inner_text() in CAT_CLASSES
+    desktop.log.assert_clean()
+
+
+def test_a_small_upload_is_scaled_up_with_crisp_pixels(desktop: BrowserPage, chelsea_jpg: Path, tmp_path: Path) -> None:
+    digit = tmp_path / "digit.png"
+    Image.fromarray((np.indices((28, 28)).sum(axis=0) % 2 * 255).astype(np.uint8)).save(digit)  # a 28 px checkerboard
+    load(desktop)
+    upload(desktop, digit, chelsea_jpg)
+    page = desktop.page
+    page.wait_for_function("document.querySelectorAll('.result .bar').length === 10")
+    small = page.locator(".result", has_text="digit.png").locator(".photo")
+    large = page.locator(".result", has_text="chelsea.jpg").locator(".photo")
+    style = "(node) => [getComputedStyle(node).imageRendering, node.getBoundingClientRect().width]"
+    rendering, width = small.evaluate(style)
+    assert rendering == "pixelated" and width >= 200, (rendering, width)  # not a 28 px speck
+    assert large.evaluate(style)[0] == "auto"  # a photo larger than its box is left as it was
     desktop.log.assert_clean()

@@ -75,6 +75,15 @@ def test_unreadable_files_are_skipped_and_counted(image_folder: FolderFactory) -
     assert all(reason for _, reason in folder.skipped)
 
 
+def test_phone_photos_train_like_any_image(image_folder: FolderFactory) -> None:
+    root = image_folder({"cat": 2, "dog": 2})
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(root / "cat" / "phone.heic", format="HEIF")
+    Image.new("RGB", (40, 30), (10, 10, 200)).save(root / "dog" / "phone.avif", format="AVIF")
+    folder = scan_image_folder(root)
+    assert folder.counts() == [3, 3] and not folder.skipped
+    assert {path.name for path, _ in folder.samples} >= {"phone.heic", "phone.avif"}
+
+
 def test_validation_folder_keeps_training_class_indices(image_folder: FolderFactory) -> None:
     val = scan_image_folder(image_folder({"dog": 2}, name="val"), classes=("cat", "dog"))
     assert {label for _, label in val.samples} == {1}

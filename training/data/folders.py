@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from modelspec.decode import ALLOWED_FORMATS
 from training.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -99,9 +100,10 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def _check_image(path: Path) -> str:
-    """'' if ``path`` decodes as an image, else why not. JPEGs decode at 1/8 scale: truncation still shows."""
+    """'' if ``path`` decodes as an image of a format the service reads too (modelspec.decode's list, HEIC and AVIF
+    included), else why not. JPEGs decode at 1/8 scale: truncation still shows."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=ALLOWED_FORMATS) as image:
             image.draft(None, (1, 1))
             image.load()
     except Exception as exc:  # Pillow raises many types for bad files (OSError, SyntaxError, ValueError, ...)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,10 @@ import numpy as np
 
 from training.config import FitConfig
 from training.data.folders import ImageFolder, Sample, fingerprint, scan_image_folder
+from training.data.hints import split_folders_warning
 from training.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 def stratified_split(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -41,6 +45,8 @@ class TrainingData:
     test: ImageFolder | None
     skipped: list[tuple[Path, str]]
     fingerprint: str
+    warnings: tuple[str, ...] = ()
+    """What looks wrong in the data (logged, and in the report)."""
 
     def counts(self, samples: list[Sample]) -> list[int]:
         found = [0] * len(self.classes)
@@ -52,6 +58,9 @@ class TrainingData:
 def load_training_data(config: FitConfig) -> TrainingData:
     """Scan and check the folders, then split; every data error surfaces here, before training starts."""
     folder = scan_image_folder(config.data)
+    warning = split_folders_warning(config.data, folder.classes)
+    if warning:
+        logger.warning("%s", warning)
     folders = [folder]
     if config.val_data is not None:
         val_folder = scan_image_folder(config.val_data, folder.classes)
@@ -64,4 +73,5 @@ def load_training_data(config: FitConfig) -> TrainingData:
             raise DataError(f"{config.data} is too small to split off validation images; pass --val-data DIR")
     test = scan_image_folder(config.test_data, folder.classes) if config.test_data is not None else None
     skipped = [item for f in [*folders, *([test] if test else [])] for item in f.skipped]
-    return TrainingData(folder.classes, train, val, source, test, skipped, fingerprint(folders))
+    warnings = (warning,) if warning else ()
+    return TrainingData(folder.classes, train, val, source, test, skipped, fingerprint(folders), warnings)

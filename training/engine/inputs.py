@@ -38,7 +38,7 @@ class RunInputs:
         self.context = context
         config, prep, data, dist = context.config, context.prep, context.data, context.dist
         self.pin = context.device.type == "cuda"
-        augment = train_transform(prep, config.augment, hflip=config.hflip)
+        augment = train_transform(prep, config.augment, hflip=config.flips)
         train_set = ImageDataset(data.train, augment, draft_size=prep.resize_size)
         self.balance_labels = [label for _, label in data.train] if config.balanced_sampling else None
         self.train_loader = self._train_loader(train_set, context.workers)

@@ -7,6 +7,7 @@ weights (file lookups, seconds), the data (every image decoded once), the resume
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,12 +19,15 @@ from modelspec.network import ClassifierNet
 from modelspec.spec import Preprocessing
 from training import backbones
 from training.config import FitConfig
+from training.data.hints import looks_like_text
 from training.data.loaders import default_workers
 from training.data.splits import TrainingData, load_training_data
 from training.engine import checkpoint, distributed
 from training.engine.distributed import DistInfo, Precision
 from training.engine.loop import Step
 from training.errors import DataError, UserError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def prepare_run(
     data = load_training_data(config)
     if resume is not None and resume.state.get("fingerprint") != data.fingerprint:
         raise DataError("the data changed since the checkpoint was written (its fingerprint differs); start a new run")
-    config = _resolved(config, prep, dist)
+    config = _resolved(config, prep, dist, data)
     if resume is None and config.run_dir is not None and (config.run_dir / checkpoint.CHECKPOINT_DIR).exists():
         raise UserError(
             f"{config.run_dir} holds another run; continue it with --resume {config.run_dir} or choose "
@@ -95,7 +99,7 @@ def prepare_run(
     return RunContext(config, info, built, network, data, prep, step, workers)
 
 
-def _resolved(config: FitConfig, prep: Preprocessing, dist: DistInfo) -> FitConfig:
+def _resolved(config: FitConfig, prep: Preprocessing, dist: DistInfo, data: TrainingData) -> FitConfig:
     """The configuration with every default filled in (what the bundle and the checkpoints record)."""
     run_dir = config.run_dir
     if run_dir is None and dist.is_main:
@@ -109,5 +113,23 @@ def _resolved(config: FitConfig, prep: Preprocessing, dist: DistInfo) -> FitConf
             "name": config.model_name,
             "image_size": prep.crop_size,
             "crop_pct": round(prep.crop_size / prep.resize_size, 4),
+            "hflip": _hflip(config, data),
         }
     )
+
+
+def _hflip(config: FitConfig, data: TrainingData) -> bool:
+    """``--hflip`` as given; by default on, except for digits and text (``training.data.hints``), said in the log."""
+    if config.hflip is not None:
+        return config.hflip
+    if looks_like_text(data.classes):
+        if config.augment != "none":
+            logger.info(HFLIP_OFF)
+        return False
+    return True
+
+
+HFLIP_OFF = (
+    "no horizontal flips: every class name is a single character or a number, so the images look like digits or "
+    "text, which mirrored are other (or no) characters; pass --hflip to flip them anyway"
+)

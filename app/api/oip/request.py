@@ -25,13 +25,14 @@ from pydantic import ValidationError
 from app.api.oip.errors import InvalidTensorError, ProtocolError, TooManyInputsError
 from app.api.oip.schemas import InferenceRequest, Parameters, RequestInput, RequestOutput
 from app.api.oip.signature import (
-    EMBEDDING,
     ENCODED_IMAGES,
     INPUT_DATATYPES,
     INPUTS,
+    OOD_OUTPUTS,
     OUTPUTS,
     PREPROCESSED,
     PROBABILITIES,
+    outputs_of,
 )
 from app.engine.inference import ModelInput, Upload
 from app.engine.model import LoadedModel
@@ -264,14 +265,17 @@ def requested_outputs(request: InferenceRequest, model: LoadedModel, max_top_k: 
 
 
 def requested_output(output: RequestOutput, all_binary: bool, model: LoadedModel, max_top_k: int) -> RequestedOutput:
-    if output.name not in OUTPUTS:
-        raise InvalidTensorError(f"no output named {output.name!r}; {model.name} has {list(OUTPUTS)}")
+    available = outputs_of(model)
+    if output.name not in available:
+        missing = " (it has no out-of-distribution reference: retrain it with imgclf-train)"
+        reason = missing if output.name in OOD_OUTPUTS else ""
+        raise InvalidTensorError(f"no output named {output.name!r}; {model.name} has {list(available)}{reason}")
     binary = flag(output.parameters, "binary_data", all_binary)
     count = (output.parameters or {}).get("classification")
     if count is None:
         return RequestedOutput(output.name, binary)
-    if output.name == EMBEDDING:
-        raise InvalidTensorError(f"the classification parameter applies to {PROBABILITIES!r}, not {EMBEDDING!r}")
+    if output.name != PROBABILITIES:
+        raise InvalidTensorError(f"the classification parameter applies to {PROBABILITIES!r}, not {output.name!r}")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= max_top_k:
         raise InvalidTensorError(
             f"classification must be a whole number of classes from 1 to {max_top_k} (IMGCLF_MAX_TOP_K), not {count!r}"

@@ -93,3 +93,6 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    parameters: Parameters | None = Field(
+        default=None, description="precision (fp32 or int8: the graph served) and precision_reason (why)."
+    )

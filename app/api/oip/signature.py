@@ -7,6 +7,10 @@
 - ``probabilities``, FP32 ``[N, classes]``: softmax of the logits; with the classification extension, BYTES
   ``[N, k]`` strings ``"probability:index:label"``, best first.
 - ``embedding``, FP32 ``[N, D]``: the pooled features (``/v1/features`` without ``normalize``).
+- ``ood_score``, FP32 ``[N]``, and ``out_of_distribution``, BOOL ``[N]``: optional outputs, answered only when asked
+  for by name, of models with an out-of-distribution reference (``/v1/predict``'s fields of the same names).
+
+Probabilities are calibrated (temperature-scaled) where the model is (``calibrated`` in ``GET /v1/models/{name}``).
 """
 
 from __future__ import annotations
@@ -22,10 +26,16 @@ PROBABILITIES = "probabilities"
 EMBEDDING = tensors.EMBEDDING
 
 INPUTS = (ENCODED_IMAGES, PREPROCESSED)
+OOD_SCORE = "ood_score"
+OUT_OF_DISTRIBUTION = "out_of_distribution"
 OUTPUTS = (PROBABILITIES, EMBEDDING)
+"""Answered when a request names no outputs."""
+OOD_OUTPUTS = (OOD_SCORE, OUT_OF_DISTRIBUTION)
+"""Answered only when named, and only by models with an out-of-distribution reference."""
 
 BYTES = "BYTES"
 FP32 = "FP32"
+BOOL = "BOOL"
 INPUT_DATATYPES = {ENCODED_IMAGES: BYTES, PREPROCESSED: FP32}
 
 BASE64 = "base64"
@@ -44,12 +54,44 @@ def describe_preprocessing(model: LoadedModel) -> str:
     )
 
 
+def outputs_of(model: LoadedModel) -> tuple[str, ...]:
+    """Every output ``model`` can answer with."""
+    return OUTPUTS + (OOD_OUTPUTS if model.scorer.ood is not None else ())
+
+
+def ood_metadata(model: LoadedModel) -> list[TensorMetadata]:
+    ood = model.scorer.ood
+    if ood is None:
+        return []
+    return [
+        TensorMetadata(
+            name=OOD_SCORE,
+            datatype=FP32,
+            shape=[-1],
+            parameters={
+                "description": f"how unlike the training images each image is ({ood.method}; higher: less like "
+                "them); answered only when requested by name"
+            },
+        ),
+        TensorMetadata(
+            name=OUT_OF_DISTRIBUTION,
+            datatype=BOOL,
+            shape=[-1],
+            parameters={
+                "description": f"ood_score above {ood.threshold:.6g}, the threshold that {ood.pass_rate:.0%} of the "
+                "validation images pass; answered only when requested by name"
+            },
+        ),
+    ]
+
+
 def model_metadata(model: LoadedModel, loaded_versions: list[int]) -> ModelMetadata:
     spec = model.spec
     return ModelMetadata(
         name=model.name,
         versions=[str(v) for v in loaded_versions],
         platform=PLATFORMS.get(model.backend.name, model.backend.name),
+        parameters={"precision": model.precision.precision, "precision_reason": model.precision.reason},
         inputs=[
             TensorMetadata(
                 name=ENCODED_IMAGES,
@@ -75,8 +117,9 @@ def model_metadata(model: LoadedModel, loaded_versions: list[int]) -> ModelMetad
                 datatype=FP32,
                 shape=[-1, spec.num_classes],
                 parameters={
-                    "description": "softmax probabilities; with the classification parameter k, BYTES [N, k] "
-                    "strings 'probability:index:label', best first"
+                    "description": f"{'calibrated (temperature-scaled) ' if model.scorer.calibrated else ''}softmax "
+                    "probabilities; with the classification parameter k, BYTES [N, k] strings "
+                    "'probability:index:label', best first"
                 },
             ),
             TensorMetadata(
@@ -85,5 +128,6 @@ def model_metadata(model: LoadedModel, loaded_versions: list[int]) -> ModelMetad
                 shape=[-1, spec.embedding_size],
                 parameters={"description": "the pooled embedding (the classifier's input), not normalised"},
             ),
+            *ood_metadata(model),
         ],
     )

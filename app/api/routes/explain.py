@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from app.api.deps import ServicesDep, VersionQuery
+from app.api.deps import ServicesDep, VersionQuery, check_top_k
 from app.api.encode import model_ref
 from app.api.errors import APIError
 from app.api.explain_overlay import overlay_png
@@ -103,8 +103,7 @@ async def _explain(
     options: ExplainOptions,
 ) -> ExplainResponse | Response:  # fmt: skip
     settings, registry = services.settings, services.registry
-    if options.top_k > settings.max_top_k:
-        raise APIError(422, "invalid_parameter", f"top_k: must be at most {settings.max_top_k}")
+    check_top_k(options.top_k, settings)
     model = registry.get(name, version)  # 404 before reading a body we would not use
     prep = model.spec.preprocessing
     try:

@@ -38,6 +38,8 @@ async def list_models(registry: RegistryDep) -> ModelList:
                 architecture=_describe(served),
                 num_classes=served.spec.num_classes,
                 backend=served.backend.name,
+                precision=served.precision.precision,
+                precision_reason=served.precision.reason,
             )
         )
     return ModelList(default=default, models=summaries)
@@ -51,6 +53,8 @@ def model_detail(registry: ModelRegistry, model: LoadedModel) -> ModelDetail:
         default=spec.name == registry.default_name(),
         backend=model.backend.name,
         device=model.backend.device,
+        precision=model.precision.precision,
+        precision_reason=model.precision.reason,
         loaded_at=model.loaded_at,
         loaded_versions=sorted(registry.snapshot.get(spec.name, {})),
         available_versions=registry.available_versions(spec.name),

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
+
+from app.batch.outputs.base import OutputError
+
+
+class DiskFullError(OutputError):
+    """The disk of an output is full; what was being written has been taken back (the output stays whole)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An ``OSError`` for a full disk (or quota), from ``os`` or from pyarrow (whose errors may carry no errno)."""
+    return isinstance(exc, OSError) and (
+        exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+    )
+
+
+def disk_full(path: Path, needed: int) -> DiskFullError:
+    """The one-line refusal: the path, the space it needs, the space there is, and how to finish the run."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free:,} bytes free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        f"no space left on the disk of {path}: writing it needs at least {needed:,} more bytes ({free}); "
+        "free some space, then rerun with --resume to finish"
+    )
 
 
 def fsync_dir(folder: Path) -> None:
@@ -16,12 +42,20 @@ def fsync_dir(folder: Path) -> None:
         os.close(handle)
 
 
-def append_durably(handle: int, data: bytes) -> None:
-    """Append all of ``data`` and wait until it is on disk."""
+def append_durably(handle: int, data: bytes, path: Path) -> None:
+    """Append all of ``data`` (to ``path``, open as ``handle``) and wait until it is on disk. A full disk takes the
+    part already written back and raises ``DiskFullError``: the file ends where it ended before."""
+    size = os.fstat(handle).st_size
     view = memoryview(data)
-    while view:
-        view = view[os.write(handle, view) :]
-    os.fsync(handle)
+    try:
+        while view:
+            view = view[os.write(handle, view) :]
+        os.fsync(handle)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        os.ftruncate(handle, size)
+        raise disk_full(path, len(data)) from None
 
 
 def truncate(path: Path, size: int) -> None:

@@ -73,7 +73,7 @@ class NpyAppender:
         if len(vectors):
             data = np.ascontiguousarray(vectors, dtype=DTYPE)
             os.lseek(self._handle, HEADER_BYTES + first * self.dim * DTYPE.itemsize, os.SEEK_SET)
-            append_durably(self._handle, data.tobytes())
+            append_durably(self._handle, data.tobytes(), self.path)
             self.rows += len(vectors)
             self._commit()
         return first

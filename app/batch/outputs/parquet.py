@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from app.batch.arrow import schema, to_table
 from app.batch.outputs.base import OutputError, Resumed
-from app.batch.outputs.files import fsync_dir, remove
+from app.batch.outputs.files import disk_full, fsync_dir, is_disk_full, remove
 from app.batch.rows import ResultRow, RowOptions
 
 MERGE_EVERY = 64
@@ -41,7 +41,7 @@ class ParquetOutput:
     def __init__(self, path: Path, options: RowOptions) -> None:
         self.path = path
         self.parts = path.with_name(path.name + ".parts")
-        self._schema = schema(options.embeddings)
+        self._schema = schema(options.embeddings, options.coverage is not None)
         self._resumed = Resumed()
         if path.exists():
             self._check_schema(path)
@@ -65,7 +65,10 @@ class ParquetOutput:
         if not rows:
             return
         name = f"part-{self._next:09d}.parquet"
-        _write_table(self.parts / name, to_table(rows, "embedding" in self._schema.names))
+        _write_table(
+            self.parts / name,
+            to_table(rows, "embedding" in self._schema.names, "prediction_set" in self._schema.names),
+        )
         self._small.append((self._next, self._next, name))
         self._next += 1
         self._written = True
@@ -87,8 +90,10 @@ class ParquetOutput:
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
             fsync_dir(self.path.parent)
-        except BaseException:
+        except BaseException as exc:
             temporary.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise disk_full(self.path, sum(p.stat().st_size for p in self.parts.glob("*.parquet"))) from None
             raise
         remove(self.parts)
         fsync_dir(self.path.parent)
@@ -137,8 +142,10 @@ class ParquetOutput:
         found = pq.read_schema(path).remove_metadata()
         if not found.equals(self._schema):
             embeddings = "embedding" in found.names
+            coverage = "prediction_set" in found.names
             raise OutputError(
-                f"{path} was written {'with' if embeddings else 'without'} --embeddings; use the options of the run "
+                f"{path} was written {'with' if embeddings else 'without'} --embeddings and "
+                f"{'with' if coverage else 'without'} --coverage (or by an older release); use the options of the run "
                 "that wrote it to continue it, or --overwrite to start over"
             )
 
@@ -185,10 +192,16 @@ def _row_groups(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
 def _write_table(path: Path, table: pa.Table) -> None:
     """Write ``table`` as a complete Parquet file at ``path``: a hidden temporary name, fsync, rename, fsync."""
     temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary)
-    with temporary.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        pq.write_table(table, temporary)
+        with temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path, table.nbytes) from None
+        raise
     fsync_dir(path.parent)
 
 

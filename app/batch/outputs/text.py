@@ -1,8 +1,10 @@
 """CSV and JSONL outputs: appended in place, a batch per ``write`` with ``fsync``, so the file is always whole rows
 (a torn last line, from a crash in the middle of a write, is cut off on resume).
 
-CSV is one row per image with ``label_i, index_i, score_i`` columns for each of the top k (a spreadsheet opens it as
-it is); JSONL is one object per line, shaped like a ``/v1/predict`` result. With embeddings, both name each image's
+CSV is one row per image with ``label_i, index_i, score_i`` columns for each of the top k, then ``ood_score``,
+``out_of_distribution`` (empty when the model has no OOD reference) and, with a coverage, ``prediction_set`` (labels
+joined by ``|``) (a spreadsheet opens it as it is); JSONL is one object per line, shaped like a ``/v1/predict``
+result. With embeddings, both name each image's
 row of the ``.npy`` beside them in ``embedding_row``.
 """
 
@@ -49,7 +51,12 @@ class TextOutput:
             self._handle = os.open(path, os.O_WRONLY | os.O_APPEND)
         else:
             self._handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            append_durably(self._handle, self.header().encode())
+            try:
+                append_durably(self._handle, self.header().encode(), path)
+            except BaseException:
+                os.close(self._handle)
+                path.unlink()  # not even its header: no file, rather than one that cannot be continued
+                raise
             fsync_dir(path.parent)
         self._npy: NpyAppender | None = None
         if options.embeddings:
@@ -81,7 +88,7 @@ class TextOutput:
         if self._npy is not None:
             vectors = [row.embedding for row in rows if row.embedding is not None]
             first = self._npy.append(np.stack(vectors) if vectors else np.empty((0, self._npy.dim), np.float32))
-        append_durably(self._handle, self.render(rows, first).encode())
+        append_durably(self._handle, self.render(rows, first).encode(), self.path)
 
     def finish(self) -> None:
         self.close()
@@ -117,7 +124,8 @@ class CsvOutput(TextOutput):
     def columns(self) -> list[str]:
         ranks = [f"{name}_{i}" for i in range(1, self.options.top_k + 1) for name in ("label", "index", "score")]
         tail = ["embedding_row"] if self.options.embeddings else []
-        return ["path", "model", *ranks, "error_code", "error_message", *tail]
+        trust = ["ood_score", "out_of_distribution", *(["prediction_set"] if self.options.coverage is not None else [])]
+        return ["path", "model", *ranks, *trust, "error_code", "error_message", *tail]
 
     def header(self) -> str:
         return self._lines([self.columns()])
@@ -140,6 +148,11 @@ class CsvOutput(TextOutput):
         written_k = sum(1 for column in header if column.startswith("label_"))
         if written_k != self.options.top_k:
             return f"it was written with --top-k {written_k}, not {self.options.top_k}"
+        if "ood_score" not in header:
+            return "it was written by an older release (no ood_score column)"
+        with_coverage = "prediction_set" in header
+        if with_coverage != (self.options.coverage is not None):
+            return f"it was written {'with' if with_coverage else 'without'} --coverage"
         with_embeddings = "embedding_row" in header
         return f"it was written {'with' if with_embeddings else 'without'} --embeddings"
 
@@ -150,7 +163,10 @@ class CsvOutput(TextOutput):
         for row in rows:
             ranks = [str(v) for p in row.predictions for v in p]  # str(float) is the shortest exact repr
             ranks += blank[len(ranks) :]
-            record = [row.path, row.model, *ranks, row.error_code or "", row.error_message or ""]
+            trust = [_text(row.ood_score), _text(row.out_of_distribution)]
+            if self.options.coverage is not None:
+                trust.append("|".join(row.prediction_set) if row.prediction_set is not None else "")
+            record = [row.path, row.model, *ranks, *trust, row.error_code or "", row.error_message or ""]
             if self.options.embeddings:
                 record.append(str(next_row) if row.embedding is not None else "")
                 next_row += row.embedding is not None
@@ -177,6 +193,10 @@ class JsonlOutput(TextOutput):
             record: dict[str, Any] = {"path": row.path, "model": row.model}
             if row.ok:
                 record["predictions"] = [{"label": lb, "index": i, "score": s} for lb, i, s in row.predictions]
+                record["ood_score"] = row.ood_score
+                record["out_of_distribution"] = row.out_of_distribution
+                if row.prediction_set is not None:
+                    record["prediction_set"] = list(row.prediction_set)
             else:
                 record["error"] = {"code": row.error_code, "message": row.error_message}
             if row.embedding is not None:
@@ -184,3 +204,12 @@ class JsonlOutput(TextOutput):
                 next_row += 1
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         return "".join(lines)
+
+
+def _text(value: float | bool | None) -> str:
+    """A CSV cell: empty for None, ``true``/``false`` for a flag, the shortest exact repr for a number."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

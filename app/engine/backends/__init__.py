@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from app.config import Settings
-from app.engine.backends.base import Backend, Batch, Outputs
+from app.engine.backends.base import Backend, Batch, Outputs, usual_batch_sizes
+from app.engine.precision import SpeedMeasure, choose_precision, measure_speedups
 from modelspec import ONNX_FILE, WEIGHTS_FILE, Bundle
 
 logger = logging.getLogger(__name__)
@@ -39,15 +40,24 @@ def choose_backend(settings: Settings, bundle: Bundle) -> str:
     return "torch"
 
 
-def create_backend(settings: Settings, bundle: Bundle) -> Backend:
+def create_backend(settings: Settings, bundle: Bundle, measure: SpeedMeasure = measure_speedups) -> Backend:
+    """The backend for ``bundle``; on ONNX Runtime with the graph ``app.engine.precision`` chooses (``measure``
+    times int8 against fp32 under ``IMGCLF_PRECISION=auto``; tests pass their own)."""
     kind = choose_backend(settings, bundle)
     if kind == "onnx":
         from app.engine.backends.ort import OnnxBackend
 
         threads = settings.resolved_intra_op_threads()
         workers = settings.resolved_inference_workers("onnx")
+        sizes = tuple(sorted(usual_batch_sizes(settings.max_batch_size)))
+        precision = choose_precision(settings, bundle, threads, sizes, measure)
+        logger.info("%s version %d serves %s", bundle.name, bundle.version, precision.reason)
         return OnnxBackend(
-            bundle, threads, spinning=settings.intra_op_spinning, concurrent_threads=max(1, threads // workers)
+            bundle,
+            threads,
+            spinning=settings.intra_op_spinning,
+            concurrent_threads=max(1, threads // workers),
+            precision=precision,
         )
     if importlib.util.find_spec("torch") is None:
         raise BackendUnavailableError(

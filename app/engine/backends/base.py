@@ -8,6 +8,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from app.engine.precision import PrecisionChoice
+
 Batch = npt.NDArray[np.float32]
 """Preprocessed images, NCHW float32."""
 
@@ -20,6 +22,8 @@ class Backend(Protocol):
     """``onnx`` or ``torch``; reported in model metadata."""
     device: str
     """Where inference runs (``cpu``, ``cuda:0``)."""
+    precision: PrecisionChoice
+    """The graph it runs (fp32 or int8) and why; reported in model metadata and metrics."""
 
     def run(self, batch: Batch) -> Outputs:
         """Run a batch that may have others running beside it (the batcher can have several workers)."""

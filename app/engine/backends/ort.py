@@ -14,12 +14,15 @@ import numpy as np
 import onnxruntime as ort
 
 from app.engine.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
+from app.engine.precision import PrecisionChoice
 from modelspec import ONNX_FILE, Bundle, tensors
 from modelspec.runtime import build_session
 
+FP32 = PrecisionChoice("fp32", "fp32", ONNX_FILE)
 
-def _session(bundle: Bundle, threads: int, spinning: bool) -> ort.InferenceSession:
-    return build_session(bundle.file(ONNX_FILE), threads=threads, spinning=spinning, shared_arena=True)
+
+def _session(bundle: Bundle, graph: str, threads: int, spinning: bool) -> ort.InferenceSession:
+    return build_session(bundle.file(graph), threads=threads, spinning=spinning, shared_arena=True)
 
 
 class OnnxBackend:
@@ -27,13 +30,20 @@ class OnnxBackend:
     device = "cpu"
 
     def __init__(
-        self, bundle: Bundle, threads: int, *, spinning: bool = False, concurrent_threads: int | None = None
+        self,
+        bundle: Bundle,
+        threads: int,
+        *,
+        spinning: bool = False,
+        concurrent_threads: int | None = None,
+        precision: PrecisionChoice = FP32,
     ) -> None:
         """``threads`` intra-op threads for a batch alone; ``concurrent_threads`` (when fewer) for each of several
-        batches running at once."""
-        self._alone = _session(bundle, threads, spinning)
+        batches running at once; ``precision.file`` is the graph run (``model.onnx`` or the int8 one)."""
+        self.precision = precision
+        self._alone = _session(bundle, precision.file, threads, spinning)
         self._concurrent = (
-            _session(bundle, concurrent_threads, spinning)
+            _session(bundle, precision.file, concurrent_threads, spinning)
             if concurrent_threads is not None and concurrent_threads < threads
             else self._alone
         )

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from app.engine.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
+from app.engine.precision import FP32_ON_TORCH, PrecisionChoice
 from modelspec import Bundle
 from modelspec.network import load_network
 
@@ -25,6 +26,14 @@ class TorchBackend:
         self.device = str(torch.device(device))
         self._cuda = self.device.startswith("cuda")
         self._dtype = torch.float16 if (fp16 and self._cuda) else torch.float32
+        self.precision = (
+            FP32_ON_TORCH
+            if self._dtype == torch.float32
+            else PrecisionChoice(
+                "fp32",
+                "fp32: the PyTorch backend serves the fp32 weights, here in half precision on CUDA (IMGCLF_FP16=true)",
+            )
+        )
         if threads:
             torch.set_num_threads(threads)  # on CUDA these threads only copy; more of them would spin idle
         self._network = load_network(bundle, self.device).to(dtype=self._dtype)

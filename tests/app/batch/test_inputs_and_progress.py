@@ -29,6 +29,12 @@ def test_a_folder_is_searched_recursively_for_images_and_skips_hidden_and_other_
     assert all(image.file.is_absolute() and image.file.exists() for image in images)
 
 
+def test_phone_photos_are_picked_up_by_extension(tmp_path: Path) -> None:
+    expected = [touch(tmp_path / name) for name in ("a.HEIC", "b.heif", "c.avif")]
+    touch(tmp_path / "notes.pdf")
+    assert [image.name for image in list_images(str(tmp_path))] == sorted(expected)
+
+
 def test_relative_paths_stay_as_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     touch(tmp_path / "photos" / "a.jpg")
