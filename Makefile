@@ -157,10 +157,12 @@ soak: default-model
 
 # Calibration, conformal sets and OOD scores measured on Fashion-MNIST (six classes known, four held out), digits
 # and the sample photos, and what the kept OOD score costs per image (about 6 minutes on 2 cores): BENCHMARKS.md
-# ("## Trust"). Trains a small frozen-feature model through `python -m training fit` under runs/bench-trust (reused).
+# ("## Trust"), then predict p50 at c=1 through the real service with and without trust data (printed; recorded by
+# hand in "What the OOD score costs"). Trains a small frozen-feature model through `python -m training fit` under runs/bench-trust (reused).
 .PHONY: bench-trust
-bench-trust: $(STAMP)
+bench-trust: default-model
 	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { \
 		echo "installing Debian's dataset-fashion-mnist package (30 MB) with apt-get"; \
 		$(SUDO) apt-get install -y --no-install-recommends dataset-fashion-mnist; }
 	$(PY) -m scripts.bench.trust
+	$(PY) -m scripts.bench.trust.serving_latency --models-dir $(MODELS_DIR)

@@ -31,7 +31,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from modelspec.spec import ModelSpec, check_model_name
-from modelspec.trust.precision import INT8_TRUST_FILE
+from modelspec.trust.spec import INT8_TRUST_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +141,7 @@ def write_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{spec.name}-", dir=models_dir))
     lock = _hold_writer_lock(tmp)
     try:
-        for file_name, write in writers.items():
-            write(tmp / file_name)
-            if not (tmp / file_name).is_file():
-                raise BundleError(f"the writer for {file_name} did not create it")
-            os.chmod(tmp / file_name, 0o644)  # readable by a serving process running as another user
-        files = {file_name: sha256_file(tmp / file_name) for file_name in sorted(writers)}
+        files = _write_files(tmp, writers)
         chosen = version if version is not None else max(list_versions(models_dir, spec.name), default=0) + 1
         final_spec = spec.model_copy(update={"version": chosen, "files": files})
         _write_json_atomically(tmp / SPEC_FILE, final_spec.model_dump(mode="json"))
@@ -199,12 +194,7 @@ def update_bundle(
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{spec.name}-update-", dir=models_dir))
         lock = _hold_writer_lock(tmp)
         try:
-            for file_name, write in writers.items():
-                write(tmp / file_name)
-                if not (tmp / file_name).is_file():
-                    raise BundleError(f"the writer for {file_name} did not create it")
-                os.chmod(tmp / file_name, 0o644)
-            added = {file_name: sha256_file(tmp / file_name) for file_name in sorted(writers)}
+            added = _write_files(tmp, writers)
             kept = {name: digest for name, digest in current.spec.files.items() if name not in changed}
             if kept != current.spec.files:  # unlist what is replaced or removed before touching it
                 _write_json_atomically(
@@ -229,6 +219,16 @@ def update_bundle(
     written = ", ".join(sorted(writers)) or "none"
     logger.info("updated %s v%s (written: %s; removed: %s)", spec.name, spec.version, written, removed)
     return Bundle(path=bundle_dir, spec=final_spec)
+
+
+def _write_files(folder: Path, writers: Mapping[str, FileWriter]) -> dict[str, str]:
+    """Run each writer into ``folder`` and return the sha256 of every file written, by name."""
+    for file_name, write in writers.items():
+        write(folder / file_name)
+        if not (folder / file_name).is_file():
+            raise BundleError(f"the writer for {file_name} did not create it")
+        os.chmod(folder / file_name, 0o644)  # readable by a serving process running as another user
+    return {file_name: sha256_file(folder / file_name) for file_name in sorted(writers)}
 
 
 def _hold_writer_lock(folder: Path) -> int:

@@ -25,7 +25,7 @@ class LocalEngine:
     def description(self) -> str:
         model = self._classifier.model
         backend, precision = model.backend, model.precision
-        return f"local engine, {backend.name} on {backend.device}, {precision.precision} ({precision.reason})"
+        return f"local engine, {backend.name} on {backend.device}, {precision.reason}"
 
     def run(self, images: Sequence[ImagePath], emit: RowSink) -> None:
         asyncio.run(self._classifier.run(images, emit))

@@ -9,9 +9,9 @@ from modelspec.trust.build import build_trust, calibrate
 from modelspec.trust.calibration import ece, fit_temperature, nll, reliability_bins, softmax
 from modelspec.trust.conformal import CoverageError, coverage_range, prediction_sets, true_label_scores
 from modelspec.trust.ood import KnnReference, MahalanobisReference, auroc, energy_score, fpr_at_95_tpr, msp_score
-from modelspec.trust.precision import INT8_TRUST_FILE, Precision, refit, scorer_for, trust_for
+from modelspec.trust.precision import Precision, refit, scorer_for, trust_for
 from modelspec.trust.scorer import TrustResult, TrustScorer, load_tensors, save_tensors
-from modelspec.trust.spec import TRUST_FILE, Calibration, Conformal, OutOfDistribution, Trust
+from modelspec.trust.spec import INT8_TRUST_FILE, TRUST_FILE, Calibration, Conformal, OutOfDistribution, Trust
 
 __all__ = [
     "INT8_TRUST_FILE",

@@ -19,7 +19,7 @@ from modelspec.trust.calibration import softmax
 from modelspec.trust.conformal import true_label_scores
 from modelspec.trust.ood import pass_threshold
 from modelspec.trust.scorer import CONFORMAL_SCORES, TrustScorer, load_tensors
-from modelspec.trust.spec import Trust
+from modelspec.trust.spec import INT8_TRUST_FILE, Trust
 
 if TYPE_CHECKING:
     from modelspec.bundle import Bundle
@@ -28,8 +28,6 @@ logger = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "int8"]
 Tensors = dict[str, npt.NDArray[np.generic]]
-INT8_TRUST_FILE = "trust.int8.safetensors"
-"""The trust arrays refitted on the int8 graph's validation outputs (one of ``update_bundle``'s addable files)."""
 
 
 def refit(

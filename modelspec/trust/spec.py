@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 TRUST_FILE = "trust.safetensors"
+INT8_TRUST_FILE = "trust.int8.safetensors"
+"""The trust arrays refitted on the int8 graph's validation outputs (``modelspec.trust.precision``)."""
 
 
 class _Frozen(BaseModel):

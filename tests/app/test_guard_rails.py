@@ -31,7 +31,7 @@ def error_of(response: Any, status: int, code: str) -> str:
 def test_a_misspelt_query_parameter_is_refused_with_the_known_ones(client: TestClient) -> None:
     message = error_of(client.post("/v1/predict?topk=1", **IMAGE), 422, "unknown_parameter")  # type: ignore[arg-type]
     assert "'topk'" in message and "(did you mean 'top_k'?)" in message
-    assert "takes: top_k, version" in message
+    assert "takes: coverage, top_k, version" in message
     [result] = client.post("/v1/predict?top_k=1", **IMAGE).json()["results"]  # type: ignore[arg-type]
     assert len(result["predictions"]) == 1
 

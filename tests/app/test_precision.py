@@ -231,7 +231,7 @@ def test_the_batch_command_follows_the_same_rule_and_says_so(
         argv = [str(images), "-o", str(output), "--models-dir", str(int8_dir), "--model", "digits", "--quiet"]
         assert batch_main(argv) == 0
         summary = capsys.readouterr().out.splitlines()[0]
-        assert f"onnx on cpu, {precision} ({precision}: IMGCLF_PRECISION={precision}" in summary
+        assert f"onnx on cpu, {precision}: IMGCLF_PRECISION={precision}" in summary
 
 
 def test_int8_answers_are_scored_with_the_trust_data_fitted_on_int8(

@@ -32,8 +32,9 @@ def onnx_matches(bundle_dir: Path, network: torch.nn.Module) -> None:
 
 
 def test_a_new_head_reuses_the_graph_and_a_new_backbone_does_not(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("IMGCLF_CACHE_DIR", str(tmp_path / "cache"))  # empty: other tests export this backbone too
     caplog.set_level(logging.INFO)
     torch.manual_seed(0)
     network = build_network(tiny_spec())

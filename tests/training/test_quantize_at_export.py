@@ -7,6 +7,7 @@ others; served probabilities, prediction sets and OOD flags for int8 computed fr
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -102,10 +103,14 @@ def test_quantize_refits_trust_on_int8_outputs(trusted_digits: Bundle, digits_da
 
 
 def test_trust_for_a_bundle_without_trust(digits_bundle: Bundle) -> None:
+    # The digits bundle as an older release wrote it: no trust data, no int8 record.
+    older = dataclasses.replace(
+        digits_bundle, spec=digits_bundle.spec.model_copy(update={"trust": None, "quantization": None})
+    )
     for precision in ("fp32", "int8"):
-        trust, arrays = trust_for(digits_bundle, precision)  # type: ignore[arg-type]
+        trust, arrays = trust_for(older, precision)  # type: ignore[arg-type]
         assert trust is None and arrays == {}
-        assert not scorer_for(digits_bundle, precision).calibrated  # type: ignore[arg-type]
+        assert not scorer_for(older, precision).calibrated  # type: ignore[arg-type]
 
 
 def test_int8_beyond_its_bound_drops_int8_trust(trusted_digits: Bundle, digits_data: Path) -> None:
