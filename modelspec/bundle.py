@@ -11,6 +11,9 @@ before each write and by the service at start). A live writer's folder is never 
 processes and containers on one host (a Docker volume or bind mount shared by the trainer and the service); on a
 network filesystem it is only as good as the filesystem's locks (NFSv4: yes; some FUSE and SMB mounts: no, and there
 a folder whose lock cannot be taken is left alone).
+
+Over 300 lines on purpose: writing, updating, reading and cleaning up share one set of rules (the temporary folder,
+its lock, the hashes, the order of renames), and keeping them in one module keeps them from drifting apart.
 """
 
 from __future__ import annotations

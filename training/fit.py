@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from modelspec.bundle import Bundle
-from training import lr_finder, report
+from training import lr_finder, report, trust_report
 from training.auto_mode import decide_mode
 from training.config import FitConfig
 from training.engine import checkpoint, distributed
@@ -95,7 +95,7 @@ def _finish(
     if board is not None:
         board.summary(scores.metrics, outcome.best_epoch, run_dir, context.hyperparameters())
     if bundle is not None:
-        report.plot_reliability(bundle, run_dir / report.RELIABILITY_FIGURE)
+        trust_report.plot_reliability(bundle, run_dir / trust_report.RELIABILITY_FIGURE)
     text = report.fit_report(context, outcome, scores.metrics, bundle, seconds)
     (run_dir / "report.md").write_text(text, encoding="utf-8")
     return FitResult(run_dir, bundle, scores.metrics, text)

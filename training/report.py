@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.data.hints import looks_like_text
-from training.data.samplers import IMBALANCE_WARNING_RATIO, imbalance_ratio
+from training.diagnosis import generalisation_gap_note, imbalance_warning, overfitting_note, underfitting_note
 from training.metrics import summary_line
 from training.quantize.at_export import outcome_line
+from training.trust_report import trust_lines
 
 if TYPE_CHECKING:
     from modelspec.bundle import Bundle
@@ -49,76 +50,6 @@ def write_history(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(history)
     (run_dir / "history.json").write_text(json.dumps(list(history), indent=1) + "\n", encoding="utf-8")
-
-
-def overfitting_note(history: Sequence[dict[str, Any]], tolerance: float = 0.02) -> str | None:
-    """A sentence when validation loss ended above its best while training loss kept falling, else None."""
-    if len(history) < 3:
-        return None
-    best = min(range(len(history)), key=lambda i: history[i]["val_loss"])
-    last = history[-1]
-    if best == len(history) - 1:
-        return None
-    val_rose = last["val_loss"] > history[best]["val_loss"] * (1 + tolerance)
-    train_fell = last["train_loss"] < history[best]["train_loss"]
-    if not (val_rose and train_fell):
-        return None
-    return (
-        f"Validation loss rose from {history[best]['val_loss']:.3f} (epoch {history[best]['epoch']}) to "
-        f"{last['val_loss']:.3f} (epoch {last['epoch']}) while training loss kept falling "
-        f"({history[best]['train_loss']:.3f} -> {last['train_loss']:.3f}): the network is overfitting, learning "
-        "its training images rather than the classes. More data or augmentation, dropout, weight decay or fewer "
-        "epochs (early stopping: --patience) would help."
-    )
-
-
-UNDERFIT_GAP = 0.15
-"""Validation accuracy this far (absolute) below the probe's or the training accuracy: the report says so."""
-STILL_LEARNING = 0.2
-"""Validation loss still falling by this share in the last epoch, with validation accuracy under
-``STILL_LEARNING_BELOW``: training stopped too early (a model that is right already is left alone)."""
-STILL_LEARNING_BELOW = 0.9
-
-
-def underfitting_note(
-    history: Sequence[dict[str, Any]], val_accuracy: float, probe_accuracy: float | None, num_classes: int
-) -> str | None:
-    """A sentence when the exported model is far weaker than the data allows: validation accuracy far below what a
-    linear probe of the frozen pretrained features reached (``--mode auto`` ran one), or the validation loss still
-    falling steeply when training ended; else None."""
-    reasons: list[str] = []
-    if probe_accuracy is not None and val_accuracy < probe_accuracy - UNDERFIT_GAP:
-        reasons.append(
-            f"a linear probe of the frozen pretrained features reached {probe_accuracy:.1%} on the same images"
-        )
-    falling = len(history) >= 2 and history[-1]["val_loss"] < history[-2]["val_loss"] * (1 - STILL_LEARNING)
-    if falling and val_accuracy < STILL_LEARNING_BELOW:
-        reasons.append(
-            f"the validation loss was still falling steeply in the last epoch ({history[-2]['val_loss']:.3f} -> "
-            f"{history[-1]['val_loss']:.3f})"
-        )
-    if not reasons:
-        return None
-    return (
-        f"Underfit: validation accuracy is only {val_accuracy:.1%} (chance: {1 / max(num_classes, 1):.1%}) while "
-        f"{'; and '.join(reasons)}. The model is weaker than these images allow: train longer (--epochs), let "
-        "--lr auto choose the learning rate, or use --mode feature-extractor when the probe did well."
-    )
-
-
-def generalisation_gap_note(history: Sequence[dict[str, Any]], val_accuracy: float) -> str | None:
-    """A sentence when validation accuracy is far below the training accuracy (even with no rise of the validation
-    loss for ``overfitting_note`` to see, e.g. in a short run), else None."""
-    if not history:
-        return None
-    best = max(history, key=lambda row: row["train_accuracy"])
-    if val_accuracy >= best["train_accuracy"] - UNDERFIT_GAP:
-        return None
-    return (
-        f"Validation accuracy ({val_accuracy:.1%}) is far below the training accuracy ({best['train_accuracy']:.1%}, "
-        f"epoch {best['epoch']}): the network learnt its training images better than the classes. More data or "
-        "augmentation, dropout or weight decay would help."
-    )
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, best_epoch: int | None = None) -> None:
@@ -238,20 +169,6 @@ def fit_report(
     )
 
 
-def imbalance_warning(classes: Sequence[str], counts: Sequence[int]) -> str | None:
-    """A sentence when the largest class has more than ``IMBALANCE_WARNING_RATIO`` times the images of the smallest."""
-    ratio = imbalance_ratio(counts)
-    if ratio <= IMBALANCE_WARNING_RATIO:
-        return None
-    largest = max(range(len(counts)), key=counts.__getitem__)
-    smallest = min((i for i in range(len(counts)) if counts[i]), key=counts.__getitem__)
-    return (
-        f"Unbalanced classes: {classes[largest]} has {counts[largest]} training images, {classes[smallest]} only "
-        f"{counts[smallest]} ({ratio:.1f}x, over {IMBALANCE_WARNING_RATIO:g}x). Accuracy then favours the large "
-        "classes; watch macro-F1 and the per-class recall, and consider --class-weights auto or --balanced-sampling."
-    )
-
-
 def _data_lines(context: RunContext) -> list[str]:
     data, config = context.data, context.config
     counts = data.counts(data.train)
@@ -366,74 +283,3 @@ def _file_lines(context: RunContext, bundle: Bundle | None) -> list[str]:
         f"- bundle: {bundle.path}" if bundle else "- bundle: not exported (--no-export)",
         *([f"- int8: {outcome_line(bundle.spec.quantization)}"] if bundle else []),
     ]
-
-
-# --- trust (issue 18): calibration, prediction sets, OOD threshold ----------------------------------------------------
-
-RELIABILITY_FIGURE = "reliability.png"
-
-
-def trust_lines(context: RunContext, bundle: Bundle | None) -> list[str]:
-    """What the bundle's trust data says (``model.json``'s ``trust``), or why it has none, in words."""
-    from training.config import MIN_CALIBRATION_IMAGES, MIN_TRUST_IMAGES
-
-    if bundle is None:
-        return ["- not exported (--no-export): no calibration"]
-    trust, n = bundle.spec.trust, len(context.data.val)
-    calibration = trust.calibration if trust else None
-    if calibration is None:
-        return [
-            f"- not calibrated: {n} validation images, temperature scaling needs at least {MIN_CALIBRATION_IMAGES}; "
-            "the bundle serves plain softmax scores (calibrated: false), without prediction sets or OOD flag"
-        ]
-    lines = [
-        f"- temperature {calibration.temperature:.3f} fitted on {calibration.images} validation images: served "
-        "probabilities are softmax(logits / T) (T > 1: the network was over-confident, T < 1: under-confident)",
-        f"- ECE (15 bins) {calibration.ece_before:.4f} before, {calibration.ece_after:.4f} after; NLL "
-        f"{calibration.nll_before:.4f} before, {calibration.nll_after:.4f} after",
-        f"- reliability diagram before and after: {context.run_dir / RELIABILITY_FIGURE}",
-    ]
-    conformal, ood = trust.conformal if trust else None, trust.ood if trust else None
-    if conformal is None or ood is None:
-        lines.append(f"- no prediction sets and no OOD flag: {n} validation images, at least {MIN_TRUST_IMAGES} needed")
-        return lines
-    lines.append(
-        f"- prediction sets: {conformal.score.upper()} scores of {conformal.images} validation images; coverage "
-        f"levels from {conformal.min_coverage:.4g} to {conformal.max_coverage:.4g} can be asked for"
-    )
-    dims = f", {ood.dims} principal directions" if ood.dims else ""
-    lines.append(
-        f"- out-of-distribution: {ood.method} score ({ood.reference_images} training embeddings{dims}); threshold "
-        f"{ood.threshold:.4g} lets {ood.pass_rate:.0%} of the {ood.validation_images} validation images pass"
-    )
-    return lines
-
-
-def plot_reliability(bundle: Bundle, path: Path) -> bool:
-    """The reliability diagram before and after temperature scaling (accuracy against confidence per bin, bars
-    for the bins' shares of images); False, and nothing written, when the bundle is not calibrated."""
-    from matplotlib.figure import Figure
-
-    trust = bundle.spec.trust
-    calibration = trust.calibration if trust else None
-    if calibration is None:
-        return False
-    figure = Figure(figsize=(10, 4.5), layout="constrained")
-    panels = (
-        ("before", calibration.reliability_before, calibration.ece_before),
-        (f"after (T = {calibration.temperature:.2f})", calibration.reliability_after, calibration.ece_after),
-    )
-    for axes, (title, bins, error) in zip(figure.subplots(1, 2), panels, strict=True):
-        left, width = bins.edges[:-1], [b - a for a, b in zip(bins.edges, bins.edges[1:], strict=False)]
-        total = max(sum(bins.counts), 1)
-        filled = [i for i, count in enumerate(bins.counts) if count]
-        axes.bar(left, [c / total for c in bins.counts], width=width, align="edge", color="lightgrey",
-                 edgecolor="grey", label="share of images")  # fmt: skip
-        axes.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
-        axes.plot([bins.confidence[i] for i in filled], [bins.accuracy[i] for i in filled], "o-", label="accuracy")
-        axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
-                 title=f"{title}: ECE {error:.3f}")  # fmt: skip
-        axes.grid(alpha=0.3)
-        axes.legend(loc="upper left")
-    figure.savefig(path, dpi=100)
-    return True

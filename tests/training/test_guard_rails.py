@@ -12,7 +12,7 @@ import pytest
 
 from modelspec import list_models, read_bundle
 from tests.training.folders import FolderFactory, write_images
-from training import export, report
+from training import diagnosis, export
 from training.cli import main
 
 
@@ -94,19 +94,19 @@ def history(val_loss: list[float], train_accuracy: float = 0.5) -> list[dict[str
 
 
 def test_underfit_is_flagged_below_the_probe_or_while_still_learning() -> None:
-    note = report.underfitting_note(history([2.0, 1.9]), 0.25, 0.80, 10)
+    note = diagnosis.underfitting_note(history([2.0, 1.9]), 0.25, 0.80, 10)
     assert note is not None and note.startswith("Underfit: validation accuracy is only 25.0% (chance: 10.0%)")
     assert "linear probe of the frozen pretrained features reached 80.0%" in note and "--epochs" in note
-    still = report.underfitting_note(history([2.0, 1.2]), 0.40, None, 10)
+    still = diagnosis.underfitting_note(history([2.0, 1.2]), 0.40, None, 10)
     assert still is not None and "still falling steeply in the last epoch (2.000 -> 1.200)" in still
-    assert report.underfitting_note(history([2.0, 1.9]), 0.75, 0.80, 10) is None  # close to the probe
-    assert report.underfitting_note(history([2.0, 1.2]), 0.97, None, 10) is None  # right already
+    assert diagnosis.underfitting_note(history([2.0, 1.9]), 0.75, 0.80, 10) is None  # close to the probe
+    assert diagnosis.underfitting_note(history([2.0, 1.2]), 0.97, None, 10) is None  # right already
 
 
 def test_validation_far_below_training_accuracy_is_flagged() -> None:
-    note = report.generalisation_gap_note(history([1.0, 1.0], train_accuracy=0.99), 0.60)
+    note = diagnosis.generalisation_gap_note(history([1.0, 1.0], train_accuracy=0.99), 0.60)
     assert note is not None and "far below the training accuracy (99.0%, epoch 1)" in note
-    assert report.generalisation_gap_note(history([1.0, 1.0], train_accuracy=0.70), 0.60) is None
+    assert diagnosis.generalisation_gap_note(history([1.0, 1.0], train_accuracy=0.70), 0.60) is None
 
 
 def test_prepare_digits_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ import torch
 from tests.training.folders import FolderFactory
 from training.cli import main
 from training.data.samplers import BalancedSampler, class_weights, imbalance_ratio
-from training.report import imbalance_warning
+from training.diagnosis import imbalance_warning
 
 RARE = ("0", "1", "2")
 

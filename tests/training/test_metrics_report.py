@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.training.folders import FolderFactory
-from training import report
+from training import diagnosis, report
 from training.cli import main
 from training.engine import trainer as trainer_module
 from training.engine.loop import EarlyStopping, EpochStats
@@ -70,12 +70,12 @@ def rows(train: list[float], val: list[float]) -> list[dict[str, Any]]:
 
 
 def test_overfitting_sentence_only_when_validation_rises_as_training_falls() -> None:
-    note = report.overfitting_note(rows([1.0, 0.6, 0.4, 0.2], [0.9, 0.7, 0.8, 0.95]))
+    note = diagnosis.overfitting_note(rows([1.0, 0.6, 0.4, 0.2], [0.9, 0.7, 0.8, 0.95]))
     assert note is not None
     assert note.startswith("Validation loss rose from 0.700 (epoch 2) to 0.950 (epoch 4) while training loss kept")
-    assert report.overfitting_note(rows([1.0, 0.6, 0.4, 0.2], [0.9, 0.7, 0.6, 0.5])) is None  # still improving
-    assert report.overfitting_note(rows([1.0, 0.6, 0.7, 0.8], [0.9, 0.7, 0.8, 0.95])) is None  # both rose: diverging
-    assert report.overfitting_note(rows([1.0, 0.6, 0.5], [0.9, 0.7, 0.705])) is None  # within noise
+    assert diagnosis.overfitting_note(rows([1.0, 0.6, 0.4, 0.2], [0.9, 0.7, 0.6, 0.5])) is None  # still improving
+    assert diagnosis.overfitting_note(rows([1.0, 0.6, 0.7, 0.8], [0.9, 0.7, 0.8, 0.95])) is None  # both rose: diverging
+    assert diagnosis.overfitting_note(rows([1.0, 0.6, 0.5], [0.9, 0.7, 0.705])) is None  # within noise
 
 
 def test_figures_are_written(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training import report
+from training import diagnosis, report
 from training.data.samplers import class_weights
 from training.data.transforms import batch_mix
 from training.engine import checkpoint, distributed
@@ -290,6 +290,6 @@ class Trainer:
         if improved:
             checkpoint.save_weights(folder / checkpoint.BEST_TENSORS, network, self.progress.epoch)
         checkpoint.save_checkpoint(folder, network, state)  # last: the checkpoint is the commit point
-        note = report.overfitting_note(self.progress.history)
+        note = diagnosis.overfitting_note(self.progress.history)
         if note:
             logger.warning("%s", note)
