@@ -8,11 +8,9 @@ into the models folder, so a bundle that reaches the service always agrees with 
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import logging
 import platform
-import shutil
 import warnings
 from collections.abc import Mapping
 from importlib import metadata
@@ -24,6 +22,7 @@ from safetensors.torch import save_file
 
 from modelspec import tensors
 from modelspec.bundle import ONNX_FILE, WEIGHTS_FILE, Bundle, FileWriter, write_bundle
+from modelspec.diskspace import free_space, is_disk_full
 from modelspec.network import ClassifierNet
 from modelspec.runtime import build_session
 from modelspec.spec import ModelSpec
@@ -43,13 +42,9 @@ class DiskFullError(UserError):
     """The models folder's disk is full: a one-line error naming the path and the space a bundle needs."""
 
     def __init__(self, path: Path, needed: int) -> None:
-        existing = next((folder for folder in (path, *path.parents) if folder.exists()), Path("."))
-        try:
-            free = f"{shutil.disk_usage(existing).free:,} bytes free"
-        except OSError:
-            free = "free space unknown"
         super().__init__(
-            f"no space left on the disk of {path}: the bundle needs about {needed:,} bytes ({free}) and nothing of "
+            f"no space left on the disk of {path}: the bundle needs about {needed:,} bytes ({free_space(path)}) and "
+            "nothing of "
             "it was kept; free some space (or choose --models-dir on another disk) and run again"
         )
 
@@ -164,18 +159,6 @@ def export_bundle(
         if not is_disk_full(exc):
             raise
         raise DiskFullError(models_dir / spec.name, estimated_bundle_bytes(network)) from None
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """A full disk (or quota), also when a library wrapped the ``OSError`` (the ONNX exporter does) or only says so."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def estimated_bundle_bytes(network: torch.nn.Module) -> int:

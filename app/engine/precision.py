@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -22,10 +21,10 @@ from app.config import Settings
 from modelspec import ONNX_FILE, Bundle, tensors
 from modelspec.quantization import Quantization
 from modelspec.runtime import build_session
+from modelspec.trust import Precision
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "int8"]
 
 MARGIN = 1.10
 """int8 must run at least this many times fp32's speed at every batch size measured: a smaller gain is within the

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from pathlib import Path
 
 from app.batch.outputs.base import OutputError
+from modelspec.diskspace import free_space, is_disk_full
 
 
 class DiskFullError(OutputError):
     """The disk of an output is full; what was being written has been taken back (the output stays whole)."""
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """An ``OSError`` for a full disk (or quota), from ``os`` or from pyarrow (whose errors may carry no errno)."""
-    return isinstance(exc, OSError) and (
-        exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
-    )
-
-
 def disk_full(path: Path, needed: int) -> DiskFullError:
     """The one-line refusal: the path, the space it needs, the space there is, and how to finish the run."""
-    try:
-        free = f"{shutil.disk_usage(path.parent).free:,} bytes free"
-    except OSError:
-        free = "free space unknown"
     return DiskFullError(
-        f"no space left on the disk of {path}: writing it needs at least {needed:,} more bytes ({free}); "
+        f"no space left on the disk of {path}: writing it needs at least {needed:,} more bytes "
+        f"({free_space(path.parent)}); "
         "free some space, then rerun with --resume to finish"
     )
 

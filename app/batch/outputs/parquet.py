@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 
 from app.batch.arrow import schema, to_table
 from app.batch.outputs.base import OutputError, Resumed
-from app.batch.outputs.files import disk_full, fsync_dir, is_disk_full, remove
+from app.batch.outputs.files import disk_full, fsync_dir, remove
 from app.batch.rows import ResultRow, RowOptions
+from modelspec.diskspace import is_disk_full
 
 MERGE_EVERY = 64
 ROW_GROUP_ROWS = 65_536
