@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modelspec.runtime import Spinning
+
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """The CPU quota of this container in cores (``docker --cpus``, a Kubernetes CPU limit), or None if unlimited.
@@ -84,8 +86,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default=0, ge=0, description="Inference threads; 0 = one per available core.")
     intra_op_spinning: bool = Field(
         default=False,
-        description="Let idle ONNX Runtime threads spin-wait for work: a lone request gets a little faster, but "
-        "under load the spinning takes CPU the decode threads need.",
+        description="Let idle ONNX Runtime threads keep spin-waiting for work after a batch ends (they always spin "
+        "between the operators of a batch, which makes a lone request about 1 ms faster): under load the spinning "
+        "would take CPU the decode threads need.",
     )
     inference_workers: int = Field(
         default=0,
@@ -189,6 +192,10 @@ class Settings(BaseSettings):
 
     def resolved_intra_op_threads(self) -> int:
         return self.intra_op_threads or self.cores_per_worker()
+
+    def spinning(self) -> Spinning:
+        """How ONNX Runtime's idle intra-op threads wait (``modelspec.runtime.Spinning``)."""
+        return "always" if self.intra_op_spinning else "within-run"
 
     def resolved_decode_threads(self) -> int:
         return self.decode_threads or self.cores_per_worker()

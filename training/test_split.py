@@ -27,7 +27,7 @@ BATCH = 64
 
 
 def onnx_logits(bundle: Bundle, samples: list[Sample]) -> np.ndarray:
-    session = build_session(bundle.file(ONNX_FILE), spinning=False)  # images are decoded between runs
+    session = build_session(bundle.file(ONNX_FILE), spinning="within-run")  # images are decoded between runs
     prep = bundle.spec.preprocessing
     found = []
     for start in range(0, len(samples), BATCH):

@@ -20,7 +20,7 @@ import numpy as np
 from app.config import Settings
 from modelspec import ONNX_FILE, Bundle, tensors
 from modelspec.quantization import Quantization
-from modelspec.runtime import build_session
+from modelspec.runtime import Spinning, build_session
 from modelspec.trust import Precision
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class SpeedProbe:
     fp32: Path
     int8: Path
     threads: int
-    spinning: bool
+    spinning: Spinning
     image_shape: tuple[int, int, int]
     batch_sizes: tuple[int, ...]
     seconds: float = MEASURE_SECONDS
@@ -152,7 +152,7 @@ def choose_precision(
         fp32=bundle.file(ONNX_FILE),
         int8=bundle.file(record.file),
         threads=threads,
-        spinning=settings.intra_op_spinning,
+        spinning=settings.spinning(),
         image_shape=(3, crop, crop),
         batch_sizes=batch_sizes,
     )

@@ -1,4 +1,5 @@
-"""Closed-loop HTTP load: N clients each send the same request again as soon as the answer is in.
+"""Closed-loop HTTP load: N clients each send the same request again as soon as the answer is in (or, with
+``Request.rotate``, the next of a list of bodies: many different photos).
 
 wrk (with a Lua script that counts non-2xx answers) when it is installed, else a small asyncio client; both take
 any ``Request``, so a new scenario (another path, body or content type) needs no new load code.
@@ -32,6 +33,11 @@ class Request:
     content_type: str = ""
     method: str = "POST"
     headers: tuple[tuple[str, str], ...] = ()  # more headers, e.g. the v2 protocol's Inference-Header-Content-Length
+    rotate: tuple[bytes, ...] = ()  # bodies each client sends in turn instead of ``body`` (e.g. many photos)
+
+    @property
+    def bodies(self) -> tuple[bytes, ...]:
+        return self.rotate or (self.body,)
 
     def header_lines(self) -> str:
         """``headers`` as HTTP header lines, each ending in CRLF."""
@@ -62,11 +68,16 @@ class LoadGenerator(Protocol):
 
 
 WRK_SCRIPT = r"""
--- Send the benchmark request (method, body file and content type from the environment); count non-2xx answers.
+-- Send the benchmark request (method, body files and content type from the environment); count non-2xx answers.
+-- With several body files (one path per line), each connection sends them in turn.
 wrk.method = os.getenv("BENCH_METHOD")
-local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
-wrk.body = f:read("*a")
-f:close()
+local bodies = {}
+for path in os.getenv("BENCH_BODIES"):gmatch("[^\n]+") do
+  local f = assert(io.open(path, "rb"))
+  table.insert(bodies, f:read("*a"))
+  f:close()
+end
+wrk.body = bodies[1]
 local content_type = os.getenv("BENCH_CONTENT_TYPE")
 if content_type ~= "" then
   wrk.headers["Content-Type"] = content_type
@@ -75,6 +86,14 @@ for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\r\n]+") do
   local name, value = line:match("^([^:]+):%s*(.*)$")
   if name then
     wrk.headers[name] = value
+  end
+end
+
+if #bodies > 1 then
+  local turn = 0
+  function request()
+    turn = turn % #bodies + 1
+    return wrk.format(nil, nil, nil, bodies[turn])
   end
 end
 
@@ -131,11 +150,14 @@ class Wrk:
         self.script.write_text(WRK_SCRIPT)
         self.description = f"wrk {tool_version('wrk') or ''} (Lua script)"
 
-    def body_file(self, request: Request) -> Path:
-        path = self.work / f"body-{hashlib.sha256(request.body).hexdigest()[:16]}"
-        if not path.exists():
-            path.write_bytes(request.body)
-        return path
+    def body_files(self, request: Request) -> list[Path]:
+        paths = []
+        for body in request.bodies:
+            path = self.work / f"body-{hashlib.sha256(body).hexdigest()[:16]}"
+            if not path.exists():
+                path.write_bytes(body)
+            paths.append(path)
+        return paths
 
     def __call__(self, port: int, request: Request, clients: int, seconds: float) -> Load:
         command = [
@@ -152,7 +174,7 @@ class Wrk:
         env = dict(
             os.environ,
             BENCH_METHOD=request.method,
-            BENCH_BODY=str(self.body_file(request)),
+            BENCH_BODIES="\n".join(map(str, self.body_files(request))),
             BENCH_CONTENT_TYPE=request.content_type,
             BENCH_HEADERS=request.header_lines(),
         )
@@ -160,14 +182,20 @@ class Wrk:
         return parse_wrk_output(output)
 
 
-def raw_request(request: Request, port: int) -> bytes:
-    """The request as bytes on the wire (HTTP/1.1, keep-alive)."""
+def raw_request(request: Request, port: int, body: bytes | None = None) -> bytes:
+    """The request (with ``body``, default its own) as bytes on the wire (HTTP/1.1, keep-alive)."""
+    body = request.body if body is None else body
     content_type = f"Content-Type: {request.content_type}\r\n" if request.content_type else ""
     head = (
         f"{request.method} {request.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{content_type}"
-        f"{request.header_lines()}Content-Length: {len(request.body)}\r\n\r\n"
+        f"{request.header_lines()}Content-Length: {len(body)}\r\n\r\n"
     )
-    return head.encode() + request.body
+    return head.encode() + body
+
+
+def raw_requests(request: Request, port: int) -> list[bytes]:
+    """One wire request per body the clients send in turn."""
+    return [raw_request(request, port, body) for body in request.bodies]
 
 
 class PythonClient:
@@ -176,20 +204,22 @@ class PythonClient:
     description = "asyncio Python client"
 
     def __call__(self, port: int, request: Request, clients: int, seconds: float) -> Load:
-        return asyncio.run(_python_load(port, raw_request(request, port), clients, seconds))
+        return asyncio.run(_python_load(port, raw_requests(request, port), clients, seconds))
 
 
-async def _python_load(port: int, wire: bytes, clients: int, seconds: float) -> Load:
+async def _python_load(port: int, wires: list[bytes], clients: int, seconds: float) -> Load:
     latencies: list[float] = []
     counts = {"non2xx": 0, "errors": 0}
     deadline = time.perf_counter() + seconds
 
     async def client() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        turn = 0
         try:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                writer.write(wire)
+                writer.write(wires[turn % len(wires)])
+                turn += 1
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
                 length = re.search(rb"(?im)^content-length: *(\d+)", head)  # not Inference-Header-Content-Length

@@ -128,7 +128,7 @@ def test_the_real_measurement_times_both_graphs_at_each_size(int8_bundle: Bundle
         fp32=int8_bundle.file(ONNX_FILE),
         int8=int8_bundle.file(INT8_ONNX_FILE),
         threads=1,
-        spinning=False,
+        spinning="within-run",
         image_shape=(3, 32, 32),
         batch_sizes=SIZES,
         seconds=0.2,

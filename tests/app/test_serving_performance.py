@@ -118,12 +118,16 @@ def test_n_inference_workers_run_n_batches_at_once(make_client: ClientFactory, g
     ]
 
 
-@pytest.mark.parametrize("spinning", [False, True])
-def test_onnx_spinning_follows_the_setting(tiny_models_dir: Any, spinning: bool) -> None:
-    backend = OnnxBackend(read_bundle(tiny_models_dir / "tiny" / "1"), 2, spinning=spinning, concurrent_threads=1)
+@pytest.mark.parametrize(("setting", "stops_after_a_run"), [(False, "1"), (True, "0")])
+def test_onnx_spinning_follows_the_setting(tiny_models_dir: Any, setting: bool, stops_after_a_run: str) -> None:
+    settings = Settings(intra_op_spinning=setting)
+    backend = OnnxBackend(
+        read_bundle(tiny_models_dir / "tiny" / "1"), 2, spinning=settings.spinning(), concurrent_threads=1
+    )
     for session in backend.sessions:
         options = session.get_session_options()
-        assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"  # within a run, always
+        assert options.get_session_config_entry("session.force_spinning_stop") == stops_after_a_run
         assert options.get_session_config_entry("session.use_env_allocators") == "1"  # one arena for all
     backend.close()
 

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from modelspec import versions_to_open
-from modelspec.runtime import build_session
+from modelspec.runtime import Spinning, build_session
 
 
 def doubling_graph(path: Path) -> Path:
@@ -24,9 +24,13 @@ def doubling_graph(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("threads", "spinning"), [(None, None), (1, False), (2, True)])
+SPIN_ENTRIES = {"never": ("0", "0"), "within-run": ("1", "1"), "always": ("1", "0")}
+"""(session.intra_op.allow_spinning, session.force_spinning_stop) for each way of waiting."""
+
+
+@pytest.mark.parametrize(("threads", "spinning"), [(None, None), (1, "never"), (2, "within-run"), (2, "always")])
 def test_build_session_runs_any_onnx_file_with_the_asked_threads(
-    tmp_path: Path, threads: int | None, spinning: bool | None
+    tmp_path: Path, threads: int | None, spinning: Spinning | None
 ) -> None:
     session = build_session(doubling_graph(tmp_path / "other-name.onnx"), threads=threads, spinning=spinning)
     (y,) = session.run(["y"], {"x": np.array([[1, 2, 3]], dtype=np.float32)})
@@ -35,7 +39,8 @@ def test_build_session_runs_any_onnx_file_with_the_asked_threads(
     if threads is not None:
         assert options.intra_op_num_threads == threads
     if spinning is not None:
-        assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+        entries = ("session.intra_op.allow_spinning", "session.force_spinning_stop")
+        assert tuple(options.get_session_config_entry(entry) for entry in entries) == SPIN_ENTRIES[spinning]
     assert session.get_providers() == ["CPUExecutionProvider"]
 
 

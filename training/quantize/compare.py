@@ -24,7 +24,7 @@ IntArray = npt.NDArray[np.int64]
 
 def session(path: Path, threads: int = 0) -> ort.InferenceSession:
     """A CPU session (``threads`` 0: ONNX Runtime's choice), its idle threads sleeping, as the service's under load."""
-    return build_session(path, threads=threads or None, spinning=False)  # no spinning while images decode
+    return build_session(path, threads=threads or None, spinning="within-run")  # no spinning while images decode
 
 
 def top1(model: ort.InferenceSession, batches: Iterable[Float32Array]) -> IntArray:

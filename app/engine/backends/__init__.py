@@ -55,7 +55,7 @@ def create_backend(settings: Settings, bundle: Bundle, measure: SpeedMeasure = m
         return OnnxBackend(
             bundle,
             threads,
-            spinning=settings.intra_op_spinning,
+            spinning=settings.spinning(),
             concurrent_threads=max(1, threads // workers),
             precision=precision,
         )

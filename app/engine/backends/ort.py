@@ -16,12 +16,12 @@ import onnxruntime as ort
 from app.engine.backends.base import Batch, Outputs, run_zeros, usual_batch_sizes
 from app.engine.precision import PrecisionChoice
 from modelspec import ONNX_FILE, Bundle, tensors
-from modelspec.runtime import build_session
+from modelspec.runtime import Spinning, build_session
 
 FP32 = PrecisionChoice("fp32", "fp32", ONNX_FILE)
 
 
-def _session(bundle: Bundle, graph: str, threads: int, spinning: bool) -> ort.InferenceSession:
+def _session(bundle: Bundle, graph: str, threads: int, spinning: Spinning) -> ort.InferenceSession:
     return build_session(bundle.file(graph), threads=threads, spinning=spinning, shared_arena=True)
 
 
@@ -34,7 +34,7 @@ class OnnxBackend:
         bundle: Bundle,
         threads: int,
         *,
-        spinning: bool = False,
+        spinning: Spinning = "within-run",
         concurrent_threads: int | None = None,
         precision: PrecisionChoice = FP32,
     ) -> None:

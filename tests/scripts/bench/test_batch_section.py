@@ -6,7 +6,7 @@ import pytest
 
 from app.batch.summary import Summary
 from app.config import Settings
-from scripts.bench.batch.measure import BatchRun, Round, parse_summary
+from scripts.bench.batch.measure import BatchRun, Round, ServiceRun, parse_summary
 from scripts.bench.batch.section import Report, render
 from scripts.bench.machine import Machine
 from scripts.bench.serving.inprocess import Rate
@@ -19,10 +19,10 @@ def test_the_benchmark_reads_the_summary_the_command_prints() -> None:
     assert parse_summary("some log line\n" + summary.text()) == (10_000, 74.2, pytest.approx(134.8, abs=0.05))
 
 
-def report(batch_rates: list[float], limit: float = 100.0) -> Report:
+def report(batch_rates: list[float], limit: float = 100.0, service: float = 80.0) -> Report:
     rounds = [
         Round(Rate(limit, 15.0), BatchRun(10_000, 10_000 / rate, rate, 10_000 / rate + 2, 15.5, "summary"),
-              Rate(limit, 15.0), 2.5)
+              Rate(limit, 15.0), ServiceRun(service, 18.0, 0), 2.5)
         for rate in batch_rates
     ]  # fmt: skip
     return Report(
@@ -41,6 +41,8 @@ def report(batch_rates: list[float], limit: float = 100.0) -> Report:
         batch=1,
         in_process_seconds=10.0,
         command="python -m app.batch PHOTOS/ --output out.csv --quiet",
+        client="wrk 4.1.0 (Lua script)",
+        service_seconds=15.0,
         rounds=rounds,
         uptime_before="up 1:00, load average: 2.00",
         uptime_after="up 1:10, load average: 2.10",
@@ -60,3 +62,16 @@ def test_the_verdict_is_the_median_ratio_against_the_target(rates: list[float], 
     assert f"**The batch command runs at {verdict}" in text
     assert "| 1 | 100.0 (100.0 / 100.0) |" in text
     assert "load average: 2.00" in text
+
+
+def test_the_service_verdict_counts_the_whole_command_start_up_included() -> None:
+    # 10,000 images at 100 img/s take 100 s, plus 2 s of start-up: 98.0 img/s whole command.
+    assert (
+        "at 1.09x the service's throughput at 16 clients** on the same photos (median of 1 rounds; target >= "
+        "1.1x): not met" in render(report([100.0], service=90.0))
+    )
+    assert (
+        "at 1.23x the service's throughput at 16 clients** on the same photos (median of 1 rounds; target >= "
+        "1.1x): met" in render(report([100.0], service=80.0))
+    )
+    assert "| 100.0 / 98.0 | 100% | 80.0 | 1.23x |" in render(report([100.0], service=80.0))

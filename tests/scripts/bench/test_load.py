@@ -72,6 +72,25 @@ def test_wrk_sends_the_request_and_counts_non_2xx(server: ThreadingHTTPServer, t
     assert set(Recorder.seen) == {("POST", "/fail", "image/jpeg", b"\xff\xd8 a JPEG")}
 
 
+ROTATING = Request("/ok", content_type="image/jpeg", rotate=(b"photo one", b"photo two", b"photo three"))
+
+
+def test_python_client_sends_every_body_in_turn(server: ThreadingHTTPServer) -> None:
+    load = PythonClient()(port_of(server), ROTATING, clients=1, seconds=0.3)
+
+    assert load.requests >= 3
+    assert [body for *_, body in Recorder.seen[:3]] == [b"photo one", b"photo two", b"photo three"]
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_wrk_sends_every_body_in_turn(server: ThreadingHTTPServer, tmp_path: Path) -> None:
+    load = Wrk(tmp_path)(port_of(server), ROTATING, clients=1, seconds=1)
+
+    assert load.requests >= 3 and load.non2xx == 0
+    assert {body for *_, body in Recorder.seen[:3]} == set(ROTATING.rotate)  # wrk may start the turn anywhere
+    assert {len(body) for *_, body in Recorder.seen} == {9, 11}  # each sent with its own Content-Length
+
+
 WITH_HEADER = Request("/ok", b"{}binary", "application/octet-stream", headers=(("X-Extra", "2"),))
 
 
