@@ -16,7 +16,7 @@ from scripts.bench import ROOT
 from scripts.bench.machine import this_machine, uptime
 from scripts.bench.report import publish
 from scripts.bench.training import __doc__ as description
-from scripts.bench.training import fashion_mnist, pretrained, throughput
+from scripts.bench.training import fashion_mnist, fixed_cost, pretrained, throughput
 from scripts.bench.training.context import Settings, run
 
 HEADING = "## Training"
@@ -29,7 +29,7 @@ class Part(Protocol):
 
 
 # In the order the section shows them; --only says which to run (and in which order).
-PARTS: dict[str, Part] = {"a": fashion_mnist, "b": pretrained, "c": throughput}
+PARTS: dict[str, Part] = {"a": fashion_mnist, "b": pretrained, "c": throughput, "d": fixed_cost}
 
 
 def machine_text() -> str:
@@ -44,8 +44,8 @@ def render(settings: Settings, info: dict[str, Any]) -> str:
     lines = [
         HEADING,
         "",
-        f"Measured by `python -m scripts.bench.training` (`make bench-training`; `--only a`, `b` or `c` reruns a "
-        f"part) on {info['date']}. Machine: {info['machine']}, shared with other engineers' jobs: each part gives "
+        f"Measured by `python -m scripts.bench.training` (`make bench-training`; `--only a`, `b`, `c` or `d` reruns "
+        f"a part) on {info['date']}. Machine: {info['machine']}, shared with other engineers' jobs: each part gives "
         "the load (`uptime`) before and after it. Every run used "
         f"{settings.threads} intra-op thread"
         f"{'s' if settings.threads > 1 else ''} (`OMP_NUM_THREADS={settings.threads}`): with two threads on two"
@@ -66,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=56)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--only", default="cba", help="which parts to run, e.g. 'a' or 'bc' (default: all)")
+    parser.add_argument("--only", default="dcba", help="which parts to run, e.g. 'a' or 'bc' (default: all)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the benchmark in a few minutes")
     parser.add_argument("--render-only", action="store_true", help="rewrite the section from WORK/results.json")

@@ -50,4 +50,30 @@ def test_only_accepts_the_part_letters(capsys: pytest.CaptureFixture[str]) -> No
     assert parse_args(["--only", "cb"]).only == "cb"
     with pytest.raises(SystemExit):
         parse_args(["--only", "x"])
-    assert "--only takes parts a, b, c, not x" in capsys.readouterr().err
+    assert "--only takes parts a, b, c, d, not x" in capsys.readouterr().err
+
+
+def fit_run(label: str, seconds: float) -> dict[str, object]:
+    mode = "fine-tune" if label == "fine-tune" else "feature-extractor"
+    load = ["12:00 up 1:00,  load average: 1.00, 1.00, 1.00", "12:01 up 1:01,  load average: 1.50, 1.00, 1.00"]
+    return {"mode": mode, "label": label, "seconds": seconds, "cpu_seconds": seconds * 1.5, "uptime": load}
+
+
+@pytest.mark.parametrize(("extractor_seconds", "verdict"), [(20.0, "0.13x"), (24.0, "0.16x")])
+def test_the_fixed_cost_verdict_takes_the_slower_feature_extractor_fit(extractor_seconds: float, verdict: str) -> None:
+    runs = [
+        fit_run("feature-extractor", 18.0),
+        fit_run("fine-tune", 150.0),
+        fit_run("feature-extractor-again", extractor_seconds),
+    ]
+    info = {
+        "date": "2026-01-01",
+        "machine": "Test CPU",
+        "d": {"first": fit_run("feature-extractor-first", 45.0), "runs": runs, "command": "python -m training fit"},
+    }
+
+    text = render(SETTINGS, info)
+
+    assert f"**A feature-extractor fit takes {verdict} the wall time of a 10-epoch fine-tune**" in text
+    assert ("): met." in text) == (verdict == "0.13x")
+    assert "| fine-tune | 150.0 | 225.0 | 1.00 / 1.50 |" in text
