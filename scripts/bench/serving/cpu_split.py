@@ -1,7 +1,7 @@
 """``python -m scripts.bench.serving.cpu_split``: where the service's CPU goes per image at 16 clients.
 
 Starts the service, loads it with 16 clients on ``/v1/predict`` (a 640x480 JPEG, raw body or multipart) and samples
-its threads with py-spy (``pip install py-spy``; native frames included, so ONNX Runtime's own threads count), then
+its threads with py-spy (in the dev install; native frames included, so ONNX Runtime's own threads count), then
 sorts every sample into the stage it belongs to (model, JPEG decode, resize and crop, normalise, batching,
 multipart, JSON, HTTP and the event loop) by the frames on its stack. With the server's CPU time per image over the
 same interval, each stage's share becomes milliseconds of CPU per image.
@@ -13,6 +13,7 @@ import argparse
 import collections
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -86,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--multipart", action="store_true", help="send the image as a multipart 'file' field")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="service settings")
-    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    beside_python = Path(sys.executable).with_name("py-spy")  # the dev install puts it in the venv's bin
+    default_py_spy = str(beside_python) if beside_python.exists() else shutil.which("py-spy") or "py-spy"
+    parser.add_argument("--py-spy", default=default_py_spy)
     parser.add_argument("--keep", type=Path, default=None, help="copy py-spy's collapsed stacks here")
     args = parser.parse_args(argv)
     image = test_jpeg((640, 480))
