@@ -2,8 +2,10 @@
 
 - numpy's OpenBLAS starts a thread per core for the trust scorer's small matrix products (a chunk of embeddings
   through the OOD projection) and lets them spin between calls: CPU the decode and inference threads need. One
-  thread does these sizes as fast. Profiled with py-spy on the batch command (int8 Fashion-MNIST bundle, 2,000
-  photos): 7-8 % of its CPU was OpenBLAS's spinning threads; without them 213-220 img/s instead of 148-155.
+  thread is faster at these sizes anyway (16 embeddings through a 1280x256 projection: 170 against 221 us, and
+  193 against 333 us of CPU). Profiled with py-spy on the batch command (int8 Fashion-MNIST bundle, 2,000 photos):
+  7-8 % of its CPU was OpenBLAS's spinning threads; without them (and with the freeze below) 213-229 img/s instead
+  of 148-155.
 - ``gc.freeze()`` moves what start-up made (modules, the model's labels, settings) out of the cyclic garbage
   collector's sight, so its collections walk only what the images create: ``gc_collect_main`` fell from 16 % of
   the command's samples to 4 %.
