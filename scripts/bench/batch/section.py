@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from app.batch.local import throughput_settings
 from app.config import Settings
 from scripts.bench.batch.measure import Round
 from scripts.bench.machine import Machine
@@ -49,6 +50,7 @@ class Report:
 
 def render(report: Report) -> str:
     settings = report.settings
+    sized = throughput_settings(settings)
     lines = [
         *section_header(
             HEADING,
@@ -59,17 +61,19 @@ def render(report: Report) -> str:
             "numbers of one round with each other, as ratios.",
             report.software,
         ),
-        f"- Model: `{report.model}` on {report.backend}; the service's default sizing: "
-        f"{settings.resolved_decode_threads()} decode threads, {settings.resolved_intra_op_threads()} intra-op "
-        f"threads, {settings.resolved_inference_workers('onnx')} inference workers, batches of "
-        f"{settings.max_batch_size}.",
+        f"- Model: `{report.model}` on {report.backend}. The batch command's sizing (`app/batch/local.py`): "
+        f"{sized.resolved_decode_threads()} decode threads, {sized.resolved_inference_workers('onnx')} inference "
+        f"workers of {sized.resolved_intra_op_threads()} intra-op thread(s) each, batches of {sized.max_batch_size}; "
+        f"the service's: {settings.resolved_decode_threads()} decode threads, "
+        f"{settings.resolved_inference_workers('onnx')} inference workers, {settings.resolved_intra_op_threads()} "
+        f"intra-op threads for a batch that runs alone, batches of up to {settings.max_batch_size}.",
         f"- Images: {report.images:,} JPEG files of 640x480 in a temporary folder ({report.variants} different crops "
         f"of scikit-image's sample photos, mirrored or not, quality 80-95, {report.image_kib:.0f} KiB on average); "
         f"decode + preprocess {report.decode_ms:.2f} ms each on average (`make bench`'s `chelsea` at 640x480, "
         f"quality 90: {report.reference_decode_ms:.2f} ms).",
         f"- Batch command: `{report.command}` in a subprocess, as a user runs it. Its img/s is the one its summary "
-        "prints (from the model loaded to the last row on disk); wall time includes the start-up (Python, the "
-        "model's load and warm-up). CPU ms/img is the subprocess's CPU time, start-up included, per image.",
+        "prints (from the model loaded to the last row on disk); wall time includes the start-up (Python and "
+        "the model's load). CPU ms/img is the subprocess's CPU time, start-up included, per image.",
         f"- In-process limit: `make bench`'s in-process sweep run on the same {report.variants} photos (decoded in "
         f"turn, from memory), so that both sides do the same work; its best arrangement, {report.arrangement}, "
         f"batch {report.batch}, {report.in_process_seconds:g} s right before and right after each batch run (the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.batch.local import BATCH_SIZE
 from app.batch.summary import Summary
 from app.config import Settings
 from scripts.bench.batch.measure import BatchRun, Round, ServiceRun, parse_summary
@@ -62,6 +63,7 @@ def test_the_verdict_is_the_median_ratio_against_the_target(rates: list[float], 
     assert f"**The batch command runs at {verdict}" in text
     assert "| 1 | 100.0 (100.0 / 100.0) |" in text
     assert "load average: 2.00" in text
+    assert f"inference workers of 1 intra-op thread(s) each, batches of {BATCH_SIZE}; the service's:" in text
 
 
 def test_the_service_verdict_counts_the_whole_command_start_up_included() -> None:
