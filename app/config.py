@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         "fp32; int8: int8 whenever the bundle has a usable one (else fp32, with a warning and the reason in the "
         "model's metadata); fp32: always fp32. The torch backend serves fp32.",
     )
+    speed_memory_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Days IMGCLF_PRECISION=auto's load-time timing of int8 against fp32 is remembered on this machine "
+        "(per bundle, thread settings, CPU and ONNX Runtime version, under $IMGCLF_CACHE_DIR/speeds, default "
+        "~/.cache/imgclf), so a restart or a batch job skips it; 0: measure at every load.",
+    )
     device: str = Field(default="cuda", description="Torch device used by the torch backend when CUDA exists.")
     fp16: bool = Field(
         default=False,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modelspec.machine import cache_root
 from modelspec.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ META_FILE = "verbatim.json"
 def cache_dir() -> Path | None:
     if os.environ.get("IMGCLF_EXPORT_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
-    root = os.environ.get("IMGCLF_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "imgclf")
-    return Path(root) / "onnx-graphs"
+    return cache_root() / "onnx-graphs"
 
 
 def _architecture_key(spec: ModelSpec, sample: torch.Tensor, opset: int) -> str:

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
+from app.engine.speed_memory import memory_key, recall, remember
 from modelspec import ONNX_FILE, Bundle, tensors
+from modelspec.machine import measured_on
 from modelspec.quantization import Quantization
 from modelspec.runtime import Spinning, build_session
 from modelspec.trust import Precision
@@ -129,9 +131,10 @@ def choose_precision(
     bundle: Bundle,
     threads: int,
     batch_sizes: tuple[int, ...],
-    measure: SpeedMeasure = measure_speedups,
+    measure: SpeedMeasure | None = None,
 ) -> PrecisionChoice:
-    """The graph to serve for ``settings.precision`` (see the module docstring); ``measure`` runs only under auto."""
+    """The graph to serve for ``settings.precision`` (see the module docstring). Under auto, int8 is timed against
+    fp32 by ``measure``; by default the real measurement, remembered on this machine (``app.engine.speed_memory``)."""
     spec = bundle.spec
     if settings.precision == "fp32":
         return PrecisionChoice("fp32", "fp32: IMGCLF_PRECISION=fp32")
@@ -156,17 +159,42 @@ def choose_precision(
         image_shape=(3, crop, crop),
         batch_sizes=batch_sizes,
     )
-    started = time.perf_counter()
-    speedups = measure(probe)
-    logger.info(
-        "%s version %d: int8 vs fp32 here: %s (measured in %.2f s)",
-        spec.name, spec.version, speed_text(speedups), time.perf_counter() - started,
-    )  # fmt: skip
+    speedups, when = _speedups(settings, spec.files, record.file, probe, measure)
+    logger.info("%s version %d: int8 vs fp32 here: %s%s", spec.name, spec.version, speed_text(speedups), when)
     if speedups and min(speedups.values()) >= MARGIN:
-        return PrecisionChoice("int8", f"int8: {bound}; {speed_text(speedups)} here", record.file, speedups)
+        return PrecisionChoice("int8", f"int8: {bound}; {speed_text(speedups)} here{when}", record.file, speedups)
     return PrecisionChoice(
         "fp32",
-        f"fp32: int8 is {bound} but runs at only {speed_text(speedups)} here (it must reach {MARGIN:.2f}x at "
+        f"fp32: int8 is {bound} but runs at only {speed_text(speedups)} here{when} (it must reach {MARGIN:.2f}x at "
         "every batch size)",
         speedups=speedups,
     )
+
+
+def _speedups(
+    settings: Settings, files: Mapping[str, str], int8_file: str, probe: SpeedProbe, measure: SpeedMeasure | None
+) -> tuple[dict[int, float], str]:
+    """int8's speedups, and when they were measured if not now: an injected ``measure`` runs every time; the real
+    one is remembered for ``IMGCLF_SPEED_MEMORY_DAYS`` days, keyed by what it depends on."""
+    if measure is not None:
+        return measure(probe), ""
+    key = None
+    if settings.speed_memory_days > 0:
+        described = {
+            "graphs": [files.get(ONNX_FILE), files.get(int8_file)],
+            "threads": probe.threads,
+            "spinning": probe.spinning,
+            "image_shape": list(probe.image_shape),
+            "batch_sizes": list(probe.batch_sizes),
+            "machine": measured_on(),
+        }
+        key = memory_key(described)
+        remembered = recall(key, settings.speed_memory_days)
+        if remembered is not None:
+            return remembered.speedups, f" (measured on {remembered.date}, remembered: IMGCLF_SPEED_MEMORY_DAYS)"
+    started = time.perf_counter()
+    speedups = measure_speedups(probe)
+    logger.info("int8 vs fp32 measured in %.2f s", time.perf_counter() - started)
+    if key is not None:
+        remember(key, speedups)
+    return speedups, ""

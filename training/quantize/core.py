@@ -9,19 +9,17 @@ the offline sample photos. Either way the int8 file is kept only within the boun
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from modelspec.bundle import INT8_ONNX_FILE, ONNX_FILE, Bundle, FileWriter, read_bundle, update_bundle
+from modelspec.machine import measured_on
 from modelspec.preprocess import Float32Array
 from modelspec.quantization import Bound, Calibration, Candidate, PrecisionCheck, Quantization
 from modelspec.spec import Preprocessing
@@ -318,24 +316,3 @@ def _record(
         updated = update_bundle(bundle.path, spec, {}, remove=[INT8_ONNX_FILE, INT8_TRUST_FILE])
     logger.info("%s v%d: %s", bundle.name, bundle.version, reason)
     return QuantizeResult(updated, record, tried)
-
-
-def measured_on() -> dict[str, str]:
-    """The CPU model and its int8 dot-product extensions, and the ONNX Runtime version: int8 kernels (and their
-    rounding) differ between CPUs with and without VNNI."""
-    found = {"machine": platform.machine()}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        cpuinfo = ""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and "cpu" not in found:
-            found["cpu"] = value.strip()
-        if key.strip() == "flags" and "int8_extensions" not in found:
-            flags = set(value.split())
-            wanted = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
-            found["int8_extensions"] = " ".join(flag for flag in wanted if flag in flags) or "none"
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        found["onnxruntime"] = metadata.version("onnxruntime")
-    return found

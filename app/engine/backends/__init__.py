@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.config import Settings
 from app.engine.backends.base import Backend, Batch, Outputs, usual_batch_sizes
-from app.engine.precision import SpeedMeasure, choose_precision, measure_speedups
+from app.engine.precision import SpeedMeasure, choose_precision
 from modelspec import ONNX_FILE, WEIGHTS_FILE, Bundle
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def choose_backend(settings: Settings, bundle: Bundle) -> str:
     return "torch"
 
 
-def create_backend(settings: Settings, bundle: Bundle, measure: SpeedMeasure = measure_speedups) -> Backend:
+def create_backend(settings: Settings, bundle: Bundle, measure: SpeedMeasure | None = None) -> Backend:
     """The backend for ``bundle``; on ONNX Runtime with the graph ``app.engine.precision`` chooses (``measure``
     times int8 against fp32 under ``IMGCLF_PRECISION=auto``; tests pass their own)."""
     kind = choose_backend(settings, bundle)

@@ -12,8 +12,8 @@ import statistics
 from pathlib import Path
 
 from modelspec.bundle import INT8_ONNX_FILE, ONNX_FILE, read_bundle
+from modelspec.machine import measured_on
 from training.quantize.compare import measure_speed, session
-from training.quantize.core import measured_on
 
 
 def bench(bundle_dir: Path, threads: int, batch_sizes: list[int], seconds: float, rounds: int) -> None:
