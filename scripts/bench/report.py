@@ -50,9 +50,10 @@ def write_section(path: Path, section: str) -> None:
         raise
 
 
-def publish(section: str, output: Path | None) -> None:
-    """Print the section, and write it into ``output`` unless that is None (a dry run, or ``--output -``)."""
-    if output is not None:
+def publish(section: str, output: Path | str | None) -> None:
+    """Print the section, and write it into ``output`` unless that is None or ``-`` (a dry run, ``--output -``)."""
+    if output is not None and str(output) != "-":
+        output = Path(output)
         write_section(output, section)
         print(f"wrote the {heading_of(section)!r} section of {output}")
     print(section)

@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_parts(args, results)
         results["uptime_after"] = uptime()
         save(args.work, results)
-    publish(render(results), None if args.output == "-" else Path(args.output))
+    publish(render(results), args.output)
     return 0
 
 

@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         uptime_before=uptime_before,
         uptime_after=uptime(),
     )
-    publish(render(report), None if str(args.output) == "-" else args.output)
+    publish(render(report), args.output)
     return 0
 
 

@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_before=load_before,
         load_after=load_average(),
     )
-    publish(render(report), None if str(args.output) == "-" else args.output)
+    publish(render(report), args.output)
     return 0
 
 

@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cost_images=args.cost_images,
         latency=latency,
     )
-    publish(render(report), None if str(args.output) == "-" else args.output)
+    publish(render(report), args.output)
     return 0
 
 

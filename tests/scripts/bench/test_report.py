@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.bench.report import replace_section, write_section
+from scripts.bench.report import publish, replace_section, write_section
 
 TRAINING = "## Training\n\nMeasured by the training benchmark.\n\n### (c) Our loop\n\n| loop | img/s |\n|---|---|\n"
 SERVING = "## Serving\n\nOld numbers.\n\n### Over HTTP\n\n| clients | img/s |\n|---:|---:|\n| 16 | 120.0 |\n"
@@ -80,3 +80,15 @@ def test_a_failed_write_leaves_the_file_as_it_was(tmp_path: Path, monkeypatch: p
 
     assert path.read_text() == FILE
     assert [p.name for p in tmp_path.iterdir()] == ["BENCHMARKS.md"]
+
+
+def test_publish_writes_the_file_unless_told_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    publish("## Batch\n\nnumbers\n", "-")  # --output -: print only
+    assert not (tmp_path / "-").exists()
+    assert "numbers" in capsys.readouterr().out
+
+    publish("## Batch\n\nnumbers\n", tmp_path / "BENCHMARKS.md")
+    assert "## Batch\n\nnumbers" in (tmp_path / "BENCHMARKS.md").read_text()
