@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     batching: bool = Field(default=True, description="Combine concurrent requests into batches.")
     warmup: bool = Field(default=True, description="Run a dummy batch at load so the first request is fast.")
     draft_decode: bool = Field(
-        default=True, description="Decode large JPEGs at reduced scale (DCT scaling) before resizing."
+        default=True, description="Decode JPEGs at reduced scale (DCT scaling, any M/8) before resizing."
     )
 
     # Request limits

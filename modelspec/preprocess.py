@@ -23,8 +23,28 @@ _RESAMPLE = {
 
 Float32Array = npt.NDArray[np.float32]
 
-# EXIF orientations that need a flip or rotation (1 is upright).
-_TRANSPOSED_ORIENTATIONS = frozenset(range(2, 9))
+# What each EXIF orientation that is not upright (1) asks for, as ImageOps.exif_transpose does it.
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation (1, upright, when it has none); read from the header, no pixels decoded."""
+    value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return value if isinstance(value, int) else 1
+
+
+def upright(image: Image.Image, exif_orientation: int) -> Image.Image:
+    """``image`` turned the way ``exif_orientation`` says: for pixels decoded apart from the file's EXIF."""
+    method = _TRANSPOSE_FOR_ORIENTATION.get(exif_orientation)
+    return image if method is None else image.transpose(method)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -33,7 +53,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Transparent pixels are composited onto white, which is what a viewer shows, rather than onto whatever colour
     the encoder left under them. An upright RGB image is returned as it is, not copied.
     """
-    if image.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSED_ORIENTATIONS:
+    if orientation(image) in _TRANSPOSE_FOR_ORIENTATION:
         # exif_transpose copies the whole image even when there is nothing to do, so it is only called when needed.
         image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":

@@ -94,3 +94,87 @@ def test_modelspec_lists_the_readable_formats_once() -> None:
     with pytest.raises(ImageError) as raised:
         decode(b"%PDF-1.7 not an image", PREP)
     assert "HEIC" in str(raised.value)  # the refusal names what would have worked
+
+
+def photo_like(width: int, height: int, mode: str = "RGB") -> Image.Image:
+    """Smooth random colour blobs: something a JPEG encoder and a low-pass filter treat as they would a photo."""
+    rng = np.random.default_rng(7)
+    coarse = Image.fromarray(rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8))
+    return coarse.resize((width, height), Image.Resampling.BICUBIC).convert(mode)
+
+
+def jpeg(image: Image.Image, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92, **options)
+    return buffer.getvalue()
+
+
+FULL_SCALE = DecodeLimits(draft=False)
+
+
+@pytest.mark.parametrize(
+    ("size", "scaled"),
+    [
+        ((640, 480), (400, 300)),
+        ((480, 640), (300, 400)),
+        ((1000, 750), (375, 282)),
+        ((4000, 3000), (500, 375)),
+        ((451, 300), (451, 300)),
+    ],
+    ids=["640x480-at-5/8", "portrait-at-5/8", "1000x750-at-3/8", "4000x3000-at-1/8", "451x300-full-not-7/8"],
+)
+def test_a_jpeg_decodes_at_the_smallest_eighth_that_keeps_both_sides_at_the_resize_size(
+    size: tuple[int, int], scaled: tuple[int, int]
+) -> None:
+    data = jpeg(photo_like(*size))
+    assert decode_rgb(data, draft_size=256).size == scaled
+    assert min(scaled) >= 256 and decode_rgb(data, FULL_SCALE, draft_size=256).size == size  # the switch still works
+
+
+def test_a_scaled_decode_is_a_faithful_smaller_picture() -> None:
+    """The DCT-scaled pixels differ from the full decode resized to the same size only by filtering: the mean
+    difference is below one level of 255 (a different picture, a colour swap or a shift would be tens)."""
+    data = jpeg(photo_like(640, 480))
+    scaled = np.asarray(decode_rgb(data, draft_size=256), dtype=np.float64)
+    full = decode_rgb(data, FULL_SCALE).resize((400, 300), Image.Resampling.BICUBIC)
+    assert np.abs(scaled - np.asarray(full, dtype=np.float64)).mean() < 1.0
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("size", [(200, 150), (451, 300)], ids=["smaller-than-the-resize", "7/8-would-do"])
+def test_a_jpeg_at_full_scale_decodes_exactly_as_pillow_does(mode: str, size: tuple[int, int]) -> None:
+    """Never enlarged, and not scaled by 7/8 (slower than a full decode): the same pixels as Pillow's decoder."""
+    data = jpeg(photo_like(*size, mode))
+    decoded = decode_rgb(data, draft_size=256)
+    assert decoded.mode == "RGB" and decoded.size == size
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(decode_rgb(data, FULL_SCALE)))
+
+
+def test_a_scaled_jpeg_is_turned_upright_by_its_exif_orientation() -> None:
+    picture = photo_like(640, 480)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter clockwise: shown upright as a 480x640 portrait
+    turned = decode_rgb(jpeg(picture, exif=exif.tobytes()), draft_size=256)
+    assert turned.size == (300, 400)
+    as_stored = decode_rgb(jpeg(picture), draft_size=256)
+    np.testing.assert_array_equal(np.asarray(turned), np.asarray(as_stored.transpose(Image.Transpose.ROTATE_270)))
+
+
+def test_a_cmyk_jpeg_still_decodes_to_rgb_at_a_reduced_scale() -> None:
+    decoded = decode_rgb(jpeg(photo_like(1024, 768, "CMYK")), draft_size=256)
+    assert decoded.mode == "RGB" and decoded.size == (512, 384)  # Pillow's own halving: libjpeg-turbo has no CMYK->RGB
+
+
+def test_a_jpeg_with_junk_between_its_segments_decodes_as_before() -> None:
+    """libjpeg-turbo warns about extraneous bytes before a marker; Pillow's decoder reads such files, and still does."""
+    data = jpeg(photo_like(640, 480))
+    scan = data.index(b"\xff\xda")  # start of scan
+    damaged = data[:scan] + b"\x00\x00\x00" + data[scan:]
+    assert decode_rgb(damaged, draft_size=256).size == (640, 480)
+
+
+def test_a_truncated_jpeg_is_an_invalid_image_not_a_grey_half() -> None:
+    data = jpeg(photo_like(640, 480))
+    with pytest.raises(ImageError) as raised:
+        decode(data[: len(data) // 2], Preprocessing(resize_size=256, crop_size=224))
+    assert raised.value.code == "invalid_image"
