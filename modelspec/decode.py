@@ -6,8 +6,8 @@ scaling): libjpeg-turbo through simplejpeg scales by M/8, so a 640x480 photo for
 (400x300) and the resize that follows reads 2.6x fewer pixels. The scale is the smallest whose sides both stay at
 least the resize size, so that resize only ever shrinks, as it would from the full-size image (``jpeg_scale``). The
 scaled IDCT is itself a low-pass filter, so the numbers differ a little from a full decode (mean 0.7 of 255 levels
-on 640x480 photos): training and its evaluation decode the same way, so the network sees at serving what it was
-measured on.
+on 640x480 photos; BENCHMARKS.md "JPEG decoding at M/8" measures time and answers): training and its evaluation
+decode the same way, so the network sees at serving what it was measured on.
 
 Phone photos are read too: HEIC/HEIF through pillow-heif's Pillow plugin (registered when this module is imported,
 so every ``Image.open`` of the process that reads our images knows it) and AVIF natively (Pillow >= 11.3). Both go
