@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from modelspec.files import write_text_atomically
 from modelspec.spec import ModelSpec, check_model_name
 from modelspec.trust.spec import INT8_TRUST_FILE
 
@@ -331,13 +332,7 @@ def read_bundle(bundle_dir: Path, *, verify: bool = True) -> Bundle:
 
 
 def _write_json_atomically(path: Path, data: object) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", durable=True)
 
 
 def _fsync_dir(path: Path) -> None:

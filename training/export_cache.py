@@ -19,12 +19,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from modelspec.files import write_atomically
 from modelspec.machine import cache_root
 from modelspec.spec import ModelSpec
 
@@ -122,15 +122,7 @@ def store(spec: ModelSpec, network: torch.nn.Module, sample: torch.Tensor, opset
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(target, lambda temporary: temporary.write_bytes(data))
 
 
 def _prune(root: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from modelspec.bundle import Bundle
+from modelspec.files import write_text_atomically
 from training import lr_finder, report, trust_report
 from training.auto_mode import decide_mode
 from training.config import FitConfig
@@ -97,7 +98,7 @@ def _finish(
     if bundle is not None:
         trust_report.plot_reliability(bundle, run_dir / trust_report.RELIABILITY_FIGURE)
     text = report.fit_report(context, outcome, scores.metrics, bundle, seconds)
-    (run_dir / "report.md").write_text(text, encoding="utf-8")
+    write_text_atomically(run_dir / "report.md", text)
     return FitResult(run_dir, bundle, scores.metrics, text)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from modelspec.files import write_atomically
 from training import report
 from training.config import revalidated
 from training.engine import checkpoint, distributed
@@ -184,7 +185,7 @@ def write(result: RangeTest, run_dir: Path) -> Path:
     axes.grid(alpha=0.3)
     axes.legend()
     plot = run_dir / PLOT_FILE
-    report.atomic_write(plot, lambda path: figure.savefig(path, dpi=80, format="png"))
+    write_atomically(plot, lambda path: figure.savefig(path, dpi=80, format="png"))
     data = {**result.summary(), "lrs": result.lrs, "losses": result.losses, "raw_losses": result.raw_losses}
     report.write_json(run_dir / RESULT_FILE, data)
     return plot

@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelspec.files import write_atomically, write_text_atomically
 from training.data.hints import looks_like_text
 from training.diagnosis import generalisation_gap_note, imbalance_warning, overfitting_note, underfitting_note
 from training.metrics import summary_line
@@ -49,7 +49,7 @@ def write_history(run_dir: Path, history: Sequence[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-    (run_dir / "history.json").write_text(json.dumps(list(history), indent=1) + "\n", encoding="utf-8")
+    write_json(run_dir / "history.json", list(history))
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, best_epoch: int | None = None) -> None:
@@ -70,7 +70,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, best_epoch: int |
         axes.set(title=title, xlabel="epoch")
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.savefig(path, dpi=100)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100, format=path.suffix[1:]))
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> None:
@@ -94,7 +94,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
             if count:
                 colour = "white" if shares[row, column] > 0.5 else "black"
                 axes.text(column, row, str(count), ha="center", va="center", fontsize=7, color=colour)
-    figure.savefig(path, dpi=100)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100, format=path.suffix[1:]))
 
 
 def write_metrics(
@@ -131,14 +131,7 @@ def render(sections: Sequence[tuple[str, Sequence[str]]]) -> str:
 
 
 def write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` to a temporary name beside ``path``, then rename: a reader never sees half a file."""
-    partial = path.with_name(path.name + ".part")
-    write(partial)
-    os.replace(partial, path)
+    write_text_atomically(path, json.dumps(data, indent=1) + "\n")
 
 
 def per_class_lines(metrics: dict[str, Any], limit: int = 30) -> list[str]:

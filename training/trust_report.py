@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelspec.files import write_atomically
+
 if TYPE_CHECKING:
     from modelspec.bundle import Bundle
     from training.engine.run import RunContext
@@ -75,5 +77,5 @@ def plot_reliability(bundle: Bundle, path: Path) -> bool:
                  title=f"{title}: ECE {error:.3f}")  # fmt: skip
         axes.grid(alpha=0.3)
         axes.legend(loc="upper left")
-    figure.savefig(path, dpi=100)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100, format=path.suffix[1:]))
     return True

@@ -9,17 +9,15 @@ renamed; a folder that cannot be read or written only means measuring again.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelspec.files import write_text_atomically
 from modelspec.machine import cache_root
 
 logger = logging.getLogger(__name__)
@@ -61,15 +59,9 @@ def recall(key: str, max_age_days: float, root: Path | None = None) -> Remembere
 def remember(key: str, speedups: Mapping[int, float], root: Path | None = None) -> None:
     """Keep ``speedups`` under ``key`` (best effort: a read-only home is not an error)."""
     path = _path(key, root)
-    temporary: str | None = None
+    document = {"speedups": {str(size): ratio for size, ratio in speedups.items()}, "at": time.time()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump({"speedups": {str(size): ratio for size, ratio in speedups.items()}, "at": time.time()}, out)
-        os.replace(temporary, path)
+        write_text_atomically(path, json.dumps(document))
     except OSError:
         logger.debug("could not remember the speed measurement in %s", path.parent, exc_info=True)
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                Path(temporary).unlink(missing_ok=True)

@@ -3,12 +3,11 @@ replace exactly one of them and keep the others as they are."""
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from modelspec.files import write_text_atomically
 from scripts.bench.machine import Machine, simd_flags
 
 NEW_FILE = "# Benchmarks\n"
@@ -39,15 +38,7 @@ def write_section(path: Path, section: str) -> None:
     """Replace (or add) ``section`` in the file at ``path``, which a reader never sees half-written."""
     text = path.read_text(encoding="utf-8") if path.exists() else NEW_FILE
     updated = replace_section(text, section)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(updated)
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's is 0o600
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, updated)
 
 
 def publish(section: str, output: Path | str | None) -> None:

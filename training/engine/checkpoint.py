@@ -9,7 +9,6 @@ the best epoch so far. Each file is written beside its final name and renamed in
 from __future__ import annotations
 
 import json
-import os
 import random
 import uuid
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from modelspec.files import write_atomically
 from training.errors import UserError
 
 FORMAT_VERSION = 1
@@ -88,9 +88,9 @@ def save_checkpoint(folder: Path, network: nn.Module, state: dict[str, Any]) -> 
     for key, value in network.state_dict().items():
         tensors[f"model/{key}"] = value.detach().to("cpu").contiguous().clone()
     token = uuid.uuid4().hex
-    _atomic(folder / LAST_TENSORS, lambda path: save_file(tensors, str(path), metadata={"id": token}))
+    write_atomically(folder / LAST_TENSORS, lambda path: save_file(tensors, str(path), metadata={"id": token}))
     document = {"format_version": FORMAT_VERSION, "id": token, "state": meta}
-    _atomic(folder / LAST_META, lambda path: path.write_text(json.dumps(document, indent=1), encoding="utf-8"))
+    write_atomically(folder / LAST_META, lambda path: path.write_text(json.dumps(document, indent=1), encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -121,14 +121,8 @@ def load_checkpoint(folder: Path) -> Checkpoint:
 
 def save_weights(path: Path, network: nn.Module, epoch: int) -> None:
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in network.state_dict().items()}
-    _atomic(path, lambda target: save_file(state, str(target), metadata={"epoch": str(epoch)}))
+    write_atomically(path, lambda target: save_file(state, str(target), metadata={"epoch": str(epoch)}))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
-
-
-def _atomic(path: Path, write: Any) -> None:
-    partial = path.with_name(path.name + ".part")
-    write(partial)
-    os.replace(partial, path)

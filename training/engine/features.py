@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from modelspec.files import write_atomically
 from modelspec.network import ClassifierNet
 from training.config import FitConfig
 from training.data.datasets import ImageDataset, eval_dataset
@@ -177,10 +177,9 @@ def _compute(context: RunContext, path: Path, key: str) -> None:
     seconds = time.perf_counter() - start
     tensors = {"train": train, "train_labels": train_labels, "val": val, "val_labels": val_labels}
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
     metadata = {"key": key, "seconds": f"{seconds:.3f}"}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial), metadata=metadata)
-    os.replace(partial, path)
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+    write_atomically(path, lambda temporary: save_file(contiguous, str(temporary), metadata=metadata))
     logger.info(
         "frozen features of %d training and %d validation images computed in %.1f s and cached in %s",
         len(train),

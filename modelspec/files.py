@@ -1,0 +1,56 @@
+"""Writing a file so that nobody ever reads half of it: the one way the project replaces a file it writes.
+
+Bundles, checkpoints, cached features and graphs, training reports and figures, the speed memory and the benchmark
+reports all go through ``write_atomically``: the content is written to a temporary file beside the target (same
+folder, so the same filesystem), then renamed over it. A reader sees the old file or the new one; a writer that
+fails or is killed leaves the old file as it was. Temporary names are unique, so several processes may write the
+same file at once (the last rename wins). They are hidden and end in ``.part``, so no reader that lists a folder
+(``*.onnx``, ``*.json``) takes one for a finished file; a writer that picks its format from the name (matplotlib's
+``savefig``) has to be told the format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+NEW_FILE_MODE = 0o644
+"""The permissions of a new file (``mkstemp`` makes it 0o600): readable by a server running as another user."""
+
+
+def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bool = False) -> None:
+    """Replace ``path`` with what ``write`` writes to the temporary path it is given. A file that existed keeps its
+    permissions. ``durable``: the file and its folder are flushed to disk before this returns, so the new content
+    survives a power cut (for what a user cannot recreate: a bundle's model.json)."""
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else NEW_FILE_MODE)
+        if durable:
+            _fsync(temporary, os.O_RDONLY)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    if durable:
+        with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened and synced
+            _fsync(path.parent, os.O_RDONLY)
+
+
+def write_text_atomically(path: Path, text: str, *, durable: bool = False) -> None:
+    """``write_atomically`` of UTF-8 text."""
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"), durable=durable)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
