@@ -30,9 +30,9 @@ def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bo
     temporary = Path(name)
     try:
         write(temporary)
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else NEW_FILE_MODE)
+        os.chmod(temporary, _mode_of(path))
         if durable:
-            _fsync(temporary, os.O_RDONLY)
+            _fsync(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -40,7 +40,7 @@ def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bo
         raise
     if durable:
         with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened and synced
-            _fsync(path.parent, os.O_RDONLY)
+            _fsync(path.parent)
 
 
 def write_text_atomically(path: Path, text: str, *, durable: bool = False) -> None:
@@ -48,8 +48,16 @@ def write_text_atomically(path: Path, text: str, *, durable: bool = False) -> No
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"), durable=durable)
 
 
-def _fsync(path: Path, flags: int) -> None:
-    descriptor = os.open(path, flags)
+def _mode_of(path: Path) -> int:
+    """The permissions the new content gets: the file's own, or ``NEW_FILE_MODE`` for a new (or vanished) one."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return NEW_FILE_MODE
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:
