@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from modelspec.files import write_text_atomically
+from modelspec.files import fsync_path, write_text_atomically
 from modelspec.spec import ModelSpec, check_model_name
 from modelspec.trust.spec import INT8_TRUST_FILE
 
@@ -336,13 +336,5 @@ def _write_json_atomically(path: Path, data: object) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened and synced
+        fsync_path(path)

@@ -32,7 +32,7 @@ def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bo
         write(temporary)
         os.chmod(temporary, _mode_of(path))
         if durable:
-            _fsync(temporary)
+            fsync_path(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -40,7 +40,7 @@ def write_atomically(path: Path, write: Callable[[Path], object], *, durable: bo
         raise
     if durable:
         with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened and synced
-            _fsync(path.parent)
+            fsync_path(path.parent)
 
 
 def write_text_atomically(path: Path, text: str, *, durable: bool = False) -> None:
@@ -56,7 +56,9 @@ def _mode_of(path: Path) -> int:
         return NEW_FILE_MODE
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Wait until the file or folder at ``path`` is on disk. A folder's entries are data too: fsync it after a
+    rename or a new file in it, or a power cut may lose them."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -23,15 +23,6 @@ def disk_full(path: Path, needed: int) -> DiskFullError:
     )
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in ``folder`` durable (the directory entry itself is data too)."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def append_durably(handle: int, data: bytes, path: Path) -> None:
     """Append all of ``data`` (to ``path``, open as ``handle``) and wait until it is on disk. A full disk takes the
     part already written back and raises ``DiskFullError``: the file ends where it ended before."""

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.batch.outputs.files import append_durably, fsync_dir
+from app.batch.outputs.files import append_durably
+from modelspec.files import fsync_path
 
 MAGIC = b"\x93NUMPY\x01\x00"
 HEADER_BYTES = 128  # the whole header, magic included: a multiple of 64, as the format asks; fits any shape here
@@ -54,7 +55,7 @@ class NpyAppender:
             self._handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             self.rows = 0
             self._commit()
-            fsync_dir(path.parent)
+            fsync_path(path.parent)
             return
         stored, stored_dim = read_shape(path)
         if stored_dim != dim or stored < keep_rows:

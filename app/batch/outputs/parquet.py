@@ -25,9 +25,10 @@ import pyarrow.parquet as pq
 
 from app.batch.arrow import schema, to_table
 from app.batch.outputs.base import OutputError, Resumed
-from app.batch.outputs.files import disk_full, fsync_dir, remove
+from app.batch.outputs.files import disk_full, remove
 from app.batch.rows import ResultRow, RowOptions
 from modelspec.diskspace import is_disk_full
+from modelspec.files import fsync_path
 
 MERGE_EVERY = 64
 ROW_GROUP_ROWS = 65_536
@@ -54,7 +55,7 @@ class ParquetOutput:
         else:
             self.parts.mkdir()
             _write_durably(self.parts / TOKEN_FILE, uuid.uuid4().hex.encode())
-            fsync_dir(self.path.parent)
+            fsync_path(self.path.parent)
         self._small = sorted(_parts(self.parts, PART))
         self._next = 1 + max((last for _, last, _ in self._files()), default=0)
         self._written = False
@@ -90,14 +91,14 @@ class ParquetOutput:
             with temporary.open("rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
-            fsync_dir(self.path.parent)
+            fsync_path(self.path.parent)
         except BaseException as exc:
             temporary.unlink(missing_ok=True)
             if is_disk_full(exc):
                 raise disk_full(self.path, sum(p.stat().st_size for p in self.parts.glob("*.parquet"))) from None
             raise
         remove(self.parts)
-        fsync_dir(self.path.parent)
+        fsync_path(self.path.parent)
 
     def close(self) -> None:
         """Leave the parts as they are: ``--resume`` continues from them."""
@@ -123,7 +124,7 @@ class ParquetOutput:
         _write_table(self.parts / f"merged-{first:09d}-{last:09d}.parquet", pa.concat_tables(tables))
         for _, _, name in self._small:
             (self.parts / name).unlink()
-        fsync_dir(self.parts)
+        fsync_path(self.parts)
         self._small = []
 
     def _recover_parts(self) -> None:
@@ -203,7 +204,7 @@ def _write_table(path: Path, table: pa.Table) -> None:
         if is_disk_full(exc):
             raise disk_full(path, table.nbytes) from None
         raise
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -212,4 +213,4 @@ def _write_durably(path: Path, data: bytes) -> None:
     with temporary.open("rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)

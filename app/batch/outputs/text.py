@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from app.batch.outputs.base import OutputError, Resumed, embeddings_path
-from app.batch.outputs.files import append_durably, fsync_dir, truncate
+from app.batch.outputs.files import append_durably, truncate
 from app.batch.outputs.npy import NpyAppender, NpyError
 from app.batch.rows import ResultRow, RowOptions
+from modelspec.files import fsync_path
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class TextOutput:
                 os.close(self._handle)
                 path.unlink()  # not even its header: no file, rather than one that cannot be continued
                 raise
-            fsync_dir(path.parent)
+            fsync_path(path.parent)
         self._npy: NpyAppender | None = None
         if options.embeddings:
             keep = referenced if referenced is not None and npy.exists() else None
