@@ -138,12 +138,17 @@ def open_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> Image.Imag
 
 def jpeg_scale(width: int, height: int, draft_size: int) -> int:
     """The M of the M/8 DCT scale a JPEG of this size decodes at for ``draft_size``: the smallest whose sides both
-    stay at least ``draft_size`` (libjpeg rounds a scaled side up), and 8 rather than 7, which costs more than a
-    full decode (7x7 IDCT, no SIMD) for 13 % fewer pixels per side."""
+    stay at least ``draft_size``, and 8 rather than 7, which costs more than a full decode (7x7 IDCT, no SIMD) for
+    13 % fewer pixels per side."""
     for eighths in range(1, 7):
-        if min(-(-width * eighths // 8), -(-height * eighths // 8)) >= draft_size:
+        if min(scaled_size(width, height, eighths)) >= draft_size:
             return eighths
     return 8
+
+
+def scaled_size(width: int, height: int, eighths: int) -> tuple[int, int]:
+    """The size libjpeg decodes a ``width`` x ``height`` JPEG to at ``eighths``/8 (it rounds each side up)."""
+    return -(-width * eighths // 8), -(-height * eighths // 8)
 
 
 def _decode_scaled_jpeg(image: Image.Image, data: bytes, draft_size: int) -> Image.Image | None:
@@ -155,12 +160,9 @@ def _decode_scaled_jpeg(image: Image.Image, data: bytes, draft_size: int) -> Ima
     """
     if image.mode not in ("RGB", "L"):
         return None
-    width, height = image.size
-    eighths = jpeg_scale(width, height, draft_size)
-    try:  # simplejpeg takes the smallest scale that gives at least these sides: exactly eighths/8
-        pixels = simplejpeg.decode_jpeg(
-            data, "RGB", min_height=-(-height * eighths // 8), min_width=-(-width * eighths // 8)
-        )
+    width, height = scaled_size(*image.size, jpeg_scale(*image.size, draft_size))
+    try:  # simplejpeg takes the smallest scale that gives at least these sides: exactly jpeg_scale's
+        pixels = simplejpeg.decode_jpeg(data, "RGB", min_height=height, min_width=width)
     except ValueError:
         return None
     return upright(Image.fromarray(pixels), orientation(image))

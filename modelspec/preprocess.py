@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 import numpy.typing as npt
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image
 
 from modelspec.spec import Preprocessing
 
@@ -53,9 +53,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Transparent pixels are composited onto white, which is what a viewer shows, rather than onto whatever colour
     the encoder left under them. An upright RGB image is returned as it is, not copied.
     """
-    if orientation(image) in _TRANSPOSE_FOR_ORIENTATION:
-        # exif_transpose copies the whole image even when there is nothing to do, so it is only called when needed.
-        image = ImageOps.exif_transpose(image)
+    image = upright(image, orientation(image))  # an upright image is not copied (exif_transpose would copy it)
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):

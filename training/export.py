@@ -44,8 +44,7 @@ class DiskFullError(UserError):
     def __init__(self, path: Path, needed: int) -> None:
         super().__init__(
             f"no space left on the disk of {path}: the bundle needs about {needed:,} bytes ({free_space(path)}) and "
-            "nothing of "
-            "it was kept; free some space (or choose --models-dir on another disk) and run again"
+            "nothing of it was kept; free some space (or choose --models-dir on another disk) and run again"
         )
 
 

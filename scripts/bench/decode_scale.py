@@ -25,7 +25,7 @@ import onnxruntime as ort
 from PIL import Image, ImageOps
 
 from modelspec import ONNX_FILE, read_bundle, tensors
-from modelspec.decode import DecodeLimits, jpeg_scale, load_input, open_image
+from modelspec.decode import DecodeLimits, jpeg_scale, load_input, open_image, scaled_size
 from modelspec.preprocess import Float32Array, normalize, resize_and_crop, to_rgb
 from modelspec.spec import Preprocessing
 from scripts.bench import ROOT
@@ -177,11 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     for row in rows:
         w, h = row.size
-        at = (
-            "full size"
-            if row.eighths == 8
-            else f"{row.eighths}/8 ({-(-w * row.eighths // 8)}x{-(-h * row.eighths // 8)})"
-        )
+        sw, sh = scaled_size(w, h, row.eighths)
+        at = "full size" if row.eighths == 8 else f"{row.eighths}/8 ({sw}x{sh})"
         lines.append(
             f"| {w}x{h} | {at} | {row.full_ms:.2f} | {row.halving_ms:.2f} | {row.scaled_ms:.2f} | "
             f"{row.scaled_ms / row.halving_ms - 1:+.0%} |"
